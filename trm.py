@@ -1,0 +1,277 @@
+"""
+TRM, the Tiny Recursive Model (Jolicoeur-Martineau 2025, arXiv:2510.04871), in one file.
+
+One small network `net` is applied over and over to two states: the embedded answer y and a latent
+reasoning state z. The paper's pseudocode (Fig. 3), which this file follows line for line:
+
+    def latent_recursion(x, y, z, n=6):
+        for i in range(n):            # latent reasoning
+            z = net(x, y, z)
+        y = net(y, z)                 # refine the answer
+        return y, z
+
+    def deep_recursion(x, y, z, n=6, T=3):
+        with torch.no_grad():         # T-1 recursions without gradient
+            for j in range(T - 1):
+                y, z = latent_recursion(x, y, z, n)
+        y, z = latent_recursion(x, y, z, n)   # the last one with full backprop
+        return (y.detach(), z.detach()), output_head(y), Q_head(y)
+
+    for x_input, y_true in train_dataloader:  # deep supervision: up to N_sup steps per puzzle
+        ...
+
+Training (the deep-supervision loop with its carry of batch slots) lives in train.py. This file holds
+the model, the halting rule and a loader for official checkpoints. Weights and layouts match the
+official code (SamsungSAILMontreal/TinyRecursiveModels), so its checkpoints load here.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class TRMConfig:
+    # the task
+    vocab_size: int = 11        # V: token ids; Sudoku: PAD 0, blank 1, digits 2..10 (official: vocab_size)
+    seq_len: int = 81           # S: grid cells, 81 for Sudoku, 900 for Maze (official: seq_len)
+    num_puzzle_ids: int = 1     # rows of the puzzle-embedding table; 1 for Sudoku/Maze (official: num_puzzle_identifiers)
+    # the network: one stack of post-norm blocks (paper §4.1-4.4)
+    hidden_size: int = 512      # D (official: hidden_size)
+    num_heads: int = 8          # attention heads of size D / num_heads (official: num_heads)
+    expansion: float = 4.0      # SwiGLU width factor (official: expansion)
+    num_layers: int = 2         # blocks in `net`; the paper's "2 layers" (official: L_layers)
+    mlp_t: bool = False         # token-mixing MLP instead of attention, no RoPE; Sudoku (paper §4.5; official: mlp_t)
+    puzzle_emb_len: int = 16    # prefix tokens for the puzzle embedding; only the first is non-zero (official: puzzle_emb_len)
+    rope_theta: float = 10000.0 # RoPE base (official: rope_theta)
+    # the recursion (paper Fig. 3)
+    n: int = 6                  # latent updates z <- net(x, y, z) per latent_recursion (official: L_cycles)
+    T: int = 3                  # latent_recursions per supervision step, T-1 of them without grad (official: H_cycles)
+    N_sup: int = 16             # max supervision steps per puzzle; eval always runs all of them (official: halt_max_steps)
+    halt_exploration_prob: float = 0.1  # chance a slot must run a random 2..N_sup steps (official: halt_exploration_prob)
+
+
+# -----------------------------------------------------------------------------
+# building blocks (kept identical in hrm.py, so `diff hrm.py trm.py` shows only what TRM changed)
+
+def trunc_normal_(w: torch.Tensor, std: float) -> torch.Tensor:
+    # JAX-style truncated normal on [-2, 2] standard deviations, rescaled so that the std of the
+    # *truncated* distribution is `std` (truncation alone shrinks it to 0.8796)
+    with torch.no_grad():
+        nn.init.trunc_normal_(w, mean=0.0, std=1.0, a=-2.0, b=2.0)
+        return w.mul_(std / 0.8796256610342398)
+
+
+class Linear(nn.Linear):
+    """Linear layer with LeCun init (std 1/sqrt(fan_in), truncated) and no bias by default."""
+
+    def __init__(self, d_in: int, d_out: int, bias: bool = False):
+        super().__init__(d_in, d_out, bias=bias)
+        trunc_normal_(self.weight, std=1.0 / math.sqrt(d_in))
+        if bias:
+            nn.init.zeros_(self.bias)
+
+
+def rms_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    # no learned scale; computed in fp32 and cast back, as in the official code
+    h = x.float()
+    return (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+
+
+def rope_tables(seq_len: int, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    # rotary position embedding, rotate-half convention; positions 0..L-1 include the puzzle prefix
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    freqs = torch.outer(torch.arange(seq_len, dtype=torch.float32), inv_freq)  # (L, head_dim/2)
+    emb = torch.cat([freqs, freqs], dim=-1)  # (L, head_dim)
+    return emb.cos(), emb.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    # x: (B, heads, L, head_dim); rotation done in fp32
+    h = x.float()
+    h1, h2 = h.chunk(2, dim=-1)
+    rotated = torch.cat([-h2, h1], dim=-1)
+    return (h * cos + rotated * sin).to(x.dtype)
+
+
+class Attention(nn.Module):
+    """Bidirectional multi-head attention with RoPE (no mask: every cell sees every cell)."""
+
+    def __init__(self, d: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv_proj = Linear(d, 3 * d)  # output features: all query heads, then keys, then values
+        self.o_proj = Linear(d, d)
+
+    def forward(self, h: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        B, L, D = h.shape
+        qkv = self.qkv_proj(h).view(B, L, 3, self.num_heads, D // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, L, head_dim)
+        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=False)  # (B, heads, L, head_dim)
+        return self.o_proj(out.transpose(1, 2).reshape(B, L, D))  # (B, L, D)
+
+
+class SwiGLU(nn.Module):
+    """down(silu(gate) * up), with one fused gate/up projection; width rounded up to 256."""
+
+    def __init__(self, d: int, expansion: float):
+        super().__init__()
+        inter = 256 * math.ceil(round(expansion * d * 2 / 3) / 256)
+        self.gate_up_proj = Linear(d, 2 * inter)  # first half gate, second half up
+        self.down_proj = Linear(inter, d)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up_proj(h).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    """Post-norm block: h <- norm(h + mix(h)); h <- norm(h + SwiGLU(h)).
+
+    mix is attention over the sequence, or with mlp_t an MLP over the sequence axis shared by all
+    channels (paper §4.5). With mlp_t the first norm is taken over the sequence axis too, because
+    the official code normalises before transposing back (spec trm.md §1.4)."""
+
+    def __init__(self, d: int, seq_len: int, num_heads: int, expansion: float, mlp_t: bool):
+        super().__init__()
+        if mlp_t:
+            self.mlp_t = SwiGLU(seq_len, expansion)
+        else:
+            self.self_attn = Attention(d, num_heads)
+        self.mlp = SwiGLU(d, expansion)
+
+    def forward(self, h: torch.Tensor, rope) -> torch.Tensor:
+        if hasattr(self, "mlp_t"):
+            h = h.transpose(1, 2)  # (B, D, L)
+            h = rms_norm(h + self.mlp_t(h)).transpose(1, 2)  # (B, L, D), normalised over L
+        else:
+            h = rms_norm(h + self.self_attn(h, rope))  # (B, L, D)
+        return rms_norm(h + self.mlp(h))  # (B, L, D)
+
+
+# -----------------------------------------------------------------------------
+# the model
+
+class TRM(nn.Module):
+
+    def __init__(self, config: TRMConfig):
+        super().__init__()
+        self.config = c = config
+        D, L = c.hidden_size, c.puzzle_emb_len + c.seq_len
+        # input embedding x: token embedding plus a puzzle-embedding prefix, scaled by sqrt(D)
+        self.embed = nn.Embedding(c.vocab_size, D)
+        trunc_normal_(self.embed.weight, std=1.0 / math.sqrt(D))
+        # one learned vector per puzzle id, trained by SignSGD in train.py, zero at start; a parameter
+        # here (the official code keeps a buffer) so the optimiser sees its gradient directly
+        self.puzzle_emb = nn.Parameter(torch.zeros(c.num_puzzle_ids, D))
+        # the single network, used for both the latent update and the answer update
+        self.net_layers = nn.ModuleList(
+            Block(D, L, c.num_heads, c.expansion, c.mlp_t) for _ in range(c.num_layers))
+        if not c.mlp_t:
+            cos, sin = rope_tables(L, D // c.num_heads, c.rope_theta)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        # heads: the answer is read from y, the halting logit from y's first prefix token
+        self.output_head = Linear(D, c.vocab_size)
+        # two logits, halt and continue, as in the official checkpoints; TRM only uses halt (paper §4.6)
+        self.Q_head = Linear(D, 2, bias=True)
+        with torch.no_grad():
+            self.Q_head.weight.zero_()
+            self.Q_head.bias.fill_(-5.0)  # sigmoid(-5) = 0.007: start by (almost) never halting
+        # fixed random initial states, not learned; every new puzzle starts from them
+        self.register_buffer("y_init", trunc_normal_(torch.empty(D), std=1.0))
+        self.register_buffer("z_init", trunc_normal_(torch.empty(D), std=1.0))
+
+    def num_params(self) -> int:
+        # the puzzle-embedding table is not counted, as in the paper's "5M / 7M"
+        return sum(p.numel() for name, p in self.named_parameters() if name != "puzzle_emb")
+
+    def input_embedding(self, inputs: torch.Tensor, puzzle_ids: torch.Tensor) -> torch.Tensor:
+        B, P = inputs.shape[0], self.config.puzzle_emb_len
+        tokens = self.embed(inputs.long())  # (B, S, D)
+        prefix = torch.zeros(B, P, tokens.shape[-1], dtype=tokens.dtype, device=tokens.device)
+        prefix[:, 0] = self.puzzle_emb[puzzle_ids.long()]  # (B, P, D), positions 1..P-1 stay zero
+        return math.sqrt(tokens.shape[-1]) * torch.cat([prefix, tokens], dim=1)  # (B, L, D), L = P + S
+
+    def net(self, h: torch.Tensor, injection: torch.Tensor) -> torch.Tensor:
+        """net(h, injection): add the injected states, then the blocks. The paper writes net(x, y, z)."""
+        rope = None if self.config.mlp_t else (self.rope_cos, self.rope_sin)
+        h = h + injection  # (B, L, D)
+        for block in self.net_layers:
+            h = block(h, rope)
+        return h
+
+    def latent_recursion(self, x, y, z):
+        """n latent updates, then one answer update (Fig. 3, latent_recursion)."""
+        for _ in range(self.config.n):
+            z = self.net(z, y + x)  # latent reasoning sees the question x
+        y = self.net(y, z)  # the answer update does not
+        return y, z
+
+    def deep_recursion(self, x, y, z):
+        """T recursions, only the last one back-propagated (Fig. 3, deep_recursion)."""
+        with torch.no_grad():
+            for _ in range(self.config.T - 1):
+                y, z = self.latent_recursion(x, y, z)
+        y, z = self.latent_recursion(x, y, z)
+        logits = self.output_head(y)[:, self.config.puzzle_emb_len:]  # (B, S, V), prefix dropped
+        q_halt = self.Q_head(y[:, 0])[:, 0].float()  # (B,)
+        return (y.detach(), z.detach()), logits, q_halt
+
+    def forward(self, state, inputs: torch.Tensor, puzzle_ids: torch.Tensor):
+        """One supervision step. state = (y, z), each (B, L, D); inputs (B, S) token ids.
+        Returns the detached new state, the answer logits (B, S, V) and the halting logit (B,)."""
+        x = self.input_embedding(inputs, puzzle_ids)  # (B, L, D)
+        return self.deep_recursion(x, *state)
+
+    def initial_state(self, batch_size: int):
+        L, D = self.config.puzzle_emb_len + self.config.seq_len, self.config.hidden_size
+        return (self.y_init.expand(batch_size, L, D), self.z_init.expand(batch_size, L, D))
+
+    def reset_state(self, state, reset: torch.Tensor):
+        """Slots where reset (B,) is True start a new puzzle from the fixed initial states."""
+        r = reset.view(-1, 1, 1)
+        return (torch.where(r, self.y_init, state[0]), torch.where(r, self.z_init, state[1]))
+
+    @torch.no_grad()
+    def halt(self, q_halt: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        """Which slots stop after this supervision step; steps (B,) counts the steps taken so far.
+
+        Training: halt when the halting head says the answer is right (q > 0) or at N_sup. With
+        probability halt_exploration_prob a slot first has to reach a random minimum of 2..N_sup
+        steps. Evaluation: always run all N_sup steps (the official code ignores q there)."""
+        N_sup = self.config.N_sup
+        halted = steps >= N_sup
+        if self.training and N_sup > 1:
+            halted = halted | (q_halt > 0)
+            explore = torch.rand_like(q_halt) < self.config.halt_exploration_prob
+            min_steps = explore * torch.randint_like(steps, 2, N_sup + 1)
+            halted = halted & (steps >= min_steps)
+        return halted
+
+
+# -----------------------------------------------------------------------------
+# official checkpoints
+
+def official_state_dict(official: dict) -> dict:
+    """Rename an official TRM state dict (keys like `inner.L_level.layers.0.mlp.down_proj.weight`,
+    optionally prefixed `_orig_mod.` by torch.compile) to this file's names."""
+    renames = {"embed_tokens.embedding_weight": "embed.weight", "puzzle_emb.weights": "puzzle_emb",
+               "lm_head.weight": "output_head.weight", "q_head.weight": "Q_head.weight",
+               "q_head.bias": "Q_head.bias", "H_init": "y_init", "L_init": "z_init"}
+    out = {}
+    for key, value in official.items():
+        key = key.removeprefix("_orig_mod.").removeprefix("model.").removeprefix("inner.")
+        key = renames.get(key, key.replace("L_level.layers.", "net_layers."))
+        out[key] = value
+    return out
+
+
+def load_official(model: TRM, official: dict) -> TRM:
+    """Load official weights into `model` (strict: every tensor must match by name and shape)."""
+    model.load_state_dict(official_state_dict(official), strict=True)
+    return model

@@ -1,0 +1,392 @@
+"""Tests for data.py: generated puzzles are valid and unique, augmentation keeps them valid,
+the CSV loader rejects malformed rows, and the download / fallback path works (loopback only)."""
+import csv
+import functools
+import http.server
+import random
+import shutil
+import socket
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+import data
+
+SHARED_1K = Path(__file__).parents[2] / "shared" / "data" / "sudoku-extreme-1k"
+
+
+# ---- independent checkers (deliberately not data.py's own validation code)
+
+def assert_valid_sudoku(puzzle, answer, n):
+    br, bc = data._box(n)
+    g = np.asarray(answer).reshape(n, n) - 1  # digits 1..n
+    units = [g[r] for r in range(n)] + [g[:, c] for c in range(n)]
+    units += [g[r:r + br, c:c + bc].ravel() for r in range(0, n, br) for c in range(0, n, bc)]
+    for u in units:
+        assert sorted(u.tolist()) == list(range(1, n + 1))
+    given = np.asarray(puzzle) != data.SUDOKU_BLANK
+    assert (np.asarray(puzzle)[given] == np.asarray(answer)[given]).all()
+
+
+def shortest_path_count(free, n, start, goal):
+    """(steps, number of shortest paths) by a plain BFS with path counting."""
+    dist, count, frontier = {start: 0}, {start: 1}, [start]
+    while frontier:
+        nxt = []
+        for u in frontier:
+            r, c = divmod(u, n)
+            for rr, cc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
+                v = rr * n + cc
+                if 0 <= rr < n and 0 <= cc < n and free[v]:
+                    if v not in dist:
+                        dist[v], count[v] = dist[u] + 1, 0
+                        nxt.append(v)
+                    if dist[v] == dist[u] + 1:
+                        count[v] += count[u]
+        frontier = nxt
+    return dist.get(goal, -1), count.get(goal, 0)
+
+
+def assert_unique_shortest(x, y, n, min_steps):
+    """The label draws THE unique shortest S-G path of the input, of >= min_steps steps."""
+    x, y = np.asarray(x), np.asarray(y)
+    start, goal = int(np.flatnonzero(x == data.START)[0]), int(np.flatnonzero(x == data.GOAL)[0])
+    steps, count = shortest_path_count(x != data.WALL, n, start, goal)
+    assert count == 1 and steps >= min_steps
+    assert ((x != y) == (y == data.PATH)).all() and (x[y == data.PATH] == data.OPEN).all()
+    # the path cells alone connect S and G in `steps` moves, and there are steps - 1 of them
+    on_path = (y == data.PATH) | (y == data.START) | (y == data.GOAL)
+    assert shortest_path_count(on_path, n, start, goal)[0] == steps
+    assert (y == data.PATH).sum() == steps - 1
+
+
+# ---- generated sets (small counts, the same code paths as load_task)
+
+@pytest.fixture(scope="module")
+def small_sets():
+    out = {}
+    for task, count in (("sudoku4", 300), ("sudoku6", 150), ("sudoku", 4), ("maze-small", 200)):
+        out[task] = data._generate(task, "train", 0, count, set(), lambda *a: None)
+    return out
+
+
+@pytest.mark.parametrize("task", ["sudoku4", "sudoku6", "sudoku"])
+def test_generated_sudoku_valid_unique(small_sets, task):
+    x, y, meta = small_sets[task]
+    n = data.TASKS[task]["grid"][0]
+    assert len({r.tobytes() for r in x}) == len(x)  # deduplicated
+    assert (meta["clues"] == (x != data.SUDOKU_BLANK).sum(1)).all()
+    for puzzle, answer in zip(x, y):
+        assert_valid_sudoku(puzzle, answer, n)
+        sols, guesses = data.solve_sudoku(puzzle)
+        assert len(sols) == 1 and (sols[0] == answer).all()
+        if task == "sudoku":
+            assert guesses >= 1
+    if task == "sudoku":
+        assert (meta["rating"] > 0).all()
+
+
+def test_generated_puzzles_are_minimal(small_sets):
+    for puzzle in small_sets["sudoku6"][0][:20]:
+        for c in np.flatnonzero(puzzle != data.SUDOKU_BLANK):
+            fewer = puzzle.copy()
+            fewer[c] = data.SUDOKU_BLANK
+            assert len(data.solve_sudoku(fewer)[0]) == 2  # every clue is needed
+
+
+def test_solver_counts_solutions():
+    assert len(data.solve_sudoku(np.ones(16, np.uint8))[0]) == 2  # empty 4x4: capped at 2
+    bad = np.ones(16, np.uint8)
+    bad[[0, 1]] = 2  # two 1s in the first row
+    assert data.solve_sudoku(bad)[0] == []
+
+
+def test_generated_mazes_unique_shortest_path(small_sets):
+    x, y, meta = small_sets["maze-small"]
+    n, min_steps = data.TASKS["maze-small"]["grid"][0], data.TASKS["maze-small"]["min_steps"]
+    for i in range(len(x)):
+        assert_unique_shortest(x[i], y[i], n, min_steps)
+        assert data.maze_shortest_paths(x[i], (n, n)) == (meta["steps"][i], 1)
+
+
+@pytest.mark.parametrize("n,min_steps", [(7, 10), (9, 16), (16, 40), (30, 110)])
+def test_maze_generator_sizes(n, min_steps):
+    rng, made = random.Random(n), []
+    while len(made) < 3:
+        if (m := data.make_maze(rng, n, min_steps)) is not None:
+            made.append(m)
+    for x, y, steps in made:
+        assert_unique_shortest(x, y, n, min_steps)
+        assert steps >= min_steps
+
+
+def test_load_generated_disjoint_deterministic_cached(tmp_path, monkeypatch):
+    monkeypatch.setitem(data.TASKS["sudoku4"], "n_train", 300)
+    monkeypatch.setitem(data.TASKS["sudoku4"], "n_test", 100)
+    logs = []
+    train, test = data.load_task("sudoku4", cache_dir=tmp_path / "a", log=logs.append)
+    assert (len(train), len(test)) == (300, 100) and train.generated and test.generated
+    assert "GENERATED" in train.source and train.vocab_size == 6 and train.grid == (4, 4)
+    assert train.inputs.dtype == torch.uint8 and train.inputs.shape == (300, 16)
+    keys = lambda s: {r.numpy().tobytes() for r in s.inputs}
+    assert not keys(train) & keys(test)
+    assert (tmp_path / "a" / "generated" / "sudoku4-seed0.npz").exists()
+    logs.clear()
+    again, _ = data.load_task("sudoku4", cache_dir=tmp_path / "a", log=logs.append)
+    assert not logs and torch.equal(again.inputs, train.inputs)  # from the cache, silently
+    fresh, fresh_test = data.load_task("sudoku4", cache_dir=tmp_path / "b", log=logs.append)
+    assert torch.equal(fresh.inputs, train.inputs) and torch.equal(fresh_test.labels, test.labels)
+    other, _ = data.load_task("sudoku4", cache_dir=tmp_path / "b", seed=1, log=logs.append)
+    assert not torch.equal(other.inputs, train.inputs)
+    monkeypatch.setitem(data.TASKS["sudoku4"], "n_train", 200)  # changed TASKS: regenerate
+    assert len(data.load_task("sudoku4", cache_dir=tmp_path / "a", log=logs.append)[0]) == 200
+
+
+# ---- augmentation
+
+@pytest.mark.parametrize("task", ["sudoku4", "sudoku6", "sudoku"])
+def test_sudoku_augment_keeps_validity(small_sets, task):
+    x, y, _ = small_sets[task]
+    n, rows = data.TASKS[task]["grid"][0], 32
+    xb = torch.from_numpy(np.tile(x[:4], (rows // 4, 1)))  # (B, S): 4 puzzles, 8 copies each
+    yb = torch.from_numpy(np.tile(y[:4], (rows // 4, 1)))
+    ax, ay = data.augment("sudoku", (n, n), xb, yb, torch.Generator().manual_seed(0))
+    assert ax.shape == xb.shape and ax.dtype == torch.uint8
+    assert len({r.numpy().tobytes() for r in ax}) > rows // 2  # a fresh transform per row
+    for puzzle, answer in zip(ax.numpy()[:12], ay.numpy()[:12]):
+        assert_valid_sudoku(puzzle, answer, n)
+        sols, _ = data.solve_sudoku(puzzle)
+        assert len(sols) == 1 and (sols[0] == answer).all()
+    assert ((ax != data.SUDOKU_BLANK).sum(1) == (xb != data.SUDOKU_BLANK).sum(1)).all()
+    bx, by = data.augment("sudoku", (n, n), xb, yb, torch.Generator().manual_seed(0))
+    assert torch.equal(ax, bx) and torch.equal(ay, by)
+    cx, _ = data.augment("sudoku", (n, n), xb, yb, torch.Generator().manual_seed(1))
+    assert not torch.equal(ax, cx)
+
+
+@pytest.mark.parametrize("n,transposes", [(4, True), (6, False), (9, True)])
+def test_sudoku_augment_transposes_square_boxes_only(n, transposes):
+    # token = grid row + 2: a relabel keeps rows constant, a transpose makes columns constant
+    rows = (torch.arange(n * n) // n + 2).to(torch.uint8).repeat(400, 1)
+    ax, _ = data.augment("sudoku", (n, n), rows, rows, torch.Generator().manual_seed(0))
+    g = ax.view(-1, n, n)
+    kept = (g == g[:, :, :1]).flatten(1).all(1)
+    flipped = (g == g[:, :1, :]).flatten(1).all(1)
+    assert (kept ^ flipped).all()
+    assert 0.4 < flipped.float().mean() < 0.6 if transposes else not flipped.any()
+
+
+def test_maze_augment_keeps_unique_shortest_path(small_sets):
+    x, y, _ = small_sets["maze-small"]
+    n, rows = data.TASKS["maze-small"]["grid"][0], 64
+    xb, yb = torch.from_numpy(x[:1]).repeat(rows, 1), torch.from_numpy(y[:1]).repeat(rows, 1)
+    ax, ay = data.augment("maze", (n, n), xb, yb, torch.Generator().manual_seed(0))
+    assert len({r.numpy().tobytes() for r in ax}) == 8  # all 8 dihedral transforms show up
+    for a, b in zip(ax.numpy()[:8], ay.numpy()[:8]):
+        assert_unique_shortest(a, b, n, data.TASKS["maze-small"]["min_steps"])
+    bx, _ = data.augment("maze", (n, n), xb, yb, torch.Generator().manual_seed(0))
+    assert torch.equal(ax, bx)
+
+
+# ---- official CSV format
+
+def write_csv(path, rows, lineterminator="\r\n"):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f, lineterminator=lineterminator)
+        w.writerow(["source", "question", "answer", "rating"])
+        w.writerows(rows)
+
+
+def sudoku_rows(x, y):
+    q = lambda r: "".join("." if v == 1 else str(v - 1) for v in r)
+    return [["gen", q(a), q(b), "3"] for a, b in zip(x, y)]
+
+
+def maze_rows(count, seed=0):
+    rng, rows = random.Random(seed), []
+    while len(rows) < count:
+        if (m := data.make_maze(rng, 30, 110)) is not None:
+            rows.append(["gen", *("".join(data.MAZE_CHARS[v - 1] for v in t) for t in m[:2]), "0"])
+    return rows
+
+
+@pytest.fixture(scope="module")
+def sudoku9_rows(small_sets):
+    x, y, _ = small_sets["sudoku"]
+    return sudoku_rows(x, y)
+
+
+def test_csv_loads_lf_and_crlf(tmp_path, sudoku9_rows, monkeypatch):
+    monkeypatch.setitem(data.TASKS["sudoku"], "n_train", 3)
+    for sep in ("\n", "\r\n"):
+        write_csv(tmp_path / "train.csv", sudoku9_rows, sep)
+        write_csv(tmp_path / "test.csv", sudoku9_rows[:2], sep)
+        train, test = data.load_task("sudoku", data_dir=tmp_path)
+        assert len(train) == 3 and len(test) == 2 and not test.generated
+        rows = train.meta["subsample_rows"]
+        assert train.meta["subsample_seed"] == 0 and len(set(rows.tolist())) == 3
+        assert data.decode(train, train.labels[0]).replace(" ", "").replace("|", "") \
+            .replace("\n", "").replace("-", "").replace("+", "") == sudoku9_rows[rows[0]][2]
+
+
+BAD_SUDOKU = [  # (row index, column, edit, expected message)
+    (2, 1, lambda s: s[:-1], "question has 80 characters"),
+    (1, 1, lambda s: "x" + s[1:], "unknown character 'x'"),
+    (3, 2, lambda s: s[:-1] + "0", "unknown character '0'"),
+]
+
+
+@pytest.mark.parametrize("row,col,edit,message", BAD_SUDOKU)
+def test_csv_rejects_malformed_sudoku(tmp_path, sudoku9_rows, monkeypatch, row, col, edit, message):
+    monkeypatch.setitem(data.TASKS["sudoku"], "n_train", 3)
+    rows = [list(r) for r in sudoku9_rows]
+    rows[row][col] = edit(rows[row][col])
+    write_csv(tmp_path / "train.csv", sudoku9_rows)
+    write_csv(tmp_path / "test.csv", rows)
+    with pytest.raises(ValueError, match=rf"test\.csv, data row {row + 1}: .*{message}"):
+        data.load_task("sudoku", data_dir=tmp_path)
+
+
+def test_csv_rejects_inconsistent_sudoku_labels(tmp_path, sudoku9_rows):
+    rows = [list(r) for r in sudoku9_rows]
+    q = rows[1][1]
+    c = next(i for i, ch in enumerate(q) if ch != ".")
+    rows[1][1] = q[:c] + str(int(q[c]) % 9 + 1) + q[c + 1:]  # a given that the answer contradicts
+    a = list(rows[2][2])
+    a[0], a[1] = a[1], a[0]  # two answer digits swapped: rows stay fine, columns repeat
+    rows[2][2] = "".join(a)
+    write_csv(tmp_path / "t.csv", rows[:2])
+    with pytest.raises(ValueError, match=rf"t\.csv, data row 2: answer disagrees with given "
+                                          rf"digit at cell {c}"):
+        data._read_csv(tmp_path / "t.csv", "sudoku", (9, 9))
+    write_csv(tmp_path / "t.csv", rows[2:])
+    with pytest.raises(ValueError, match=r"t\.csv, data row 1: answer is not a valid grid"):
+        data._read_csv(tmp_path / "t.csv", "sudoku", (9, 9))
+    with open(tmp_path / "t.csv", "a") as f:
+        f.write("gen,only-two-fields\n")
+    with pytest.raises(ValueError, match=r"t\.csv, data row 3: 2 fields, expected 4"):
+        data._read_csv(tmp_path / "t.csv", "sudoku", (9, 9))
+
+
+def test_csv_rejects_inconsistent_maze_labels(tmp_path):
+    good = maze_rows(2)
+    write_csv(tmp_path / "ok.csv", good)
+    x, y, _ = data._read_csv(tmp_path / "ok.csv", "maze", (30, 30))
+    assert x.shape == (2, 900) and (x.numpy() == (y.numpy() != data.PATH) * y.numpy() +
+                                    (y.numpy() == data.PATH) * data.OPEN).all()
+    wall = good[1][1].index("#")
+    cases = [
+        (lambda q, a: (q, a[:wall] + "o" + a[wall + 1:]), "label changes cell"),
+        (lambda q, a: (q, a.replace("o", " ", 1)), "do not connect S to G"),
+        (lambda q, a: (q.replace("S", " "), a), "exactly one S"),
+        (lambda q, a: (q, a[:-1] + "x"), "unknown character 'x'"),
+    ]
+    for edit, message in cases:
+        rows = [list(r) for r in good]
+        rows[1][1], rows[1][2] = edit(rows[1][1], rows[1][2])
+        write_csv(tmp_path / "bad.csv", rows)
+        with pytest.raises(ValueError, match=rf"bad\.csv, data row 2: .*{message}"):
+            data._read_csv(tmp_path / "bad.csv", "maze", (30, 30))
+
+
+def test_missing_data_dir_file(tmp_path):
+    write_csv(tmp_path / "train.csv", [])
+    with pytest.raises(FileNotFoundError, match="test.csv not found: data_dir must contain"):
+        data.load_task("maze", data_dir=tmp_path)
+
+
+# ---- download from a local HTTP server, and the offline fallback
+
+@pytest.fixture
+def hf_server(tmp_path):
+    root, hits = tmp_path / "srv", []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}", hits
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_caches_and_parses(tmp_path, hf_server, sudoku9_rows, monkeypatch):
+    root, url, hits = hf_server
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    monkeypatch.setitem(data.TASKS["sudoku"], "n_train", 4)
+    for repo, rows in (("sapientinc/sudoku-extreme", sudoku9_rows),
+                       ("sapientinc/maze-30x30-hard-1k", maze_rows(3))):
+        folder = root / "datasets" / repo / "resolve" / "main"
+        folder.mkdir(parents=True)
+        write_csv(folder / "train.csv", rows)
+        write_csv(folder / "test.csv", rows[:2])
+    cache = tmp_path / "cache"
+    train, test = data.load_task("sudoku", cache_dir=cache, log=lambda *a: None)
+    assert sorted(hits) == ["/datasets/sapientinc/sudoku-extreme/resolve/main/test.csv",
+                            "/datasets/sapientinc/sudoku-extreme/resolve/main/train.csv"]
+    assert (cache / "sudoku-extreme" / "train.csv").exists() and not train.generated
+    assert len(train) == 4 and len(test) == 2
+    assert test.source.startswith("official: sapientinc/sudoku-extreme test.csv")
+    again, _ = data.load_task("sudoku", cache_dir=cache, log=lambda *a: None)
+    assert len(hits) == 2 and torch.equal(again.inputs, train.inputs)  # served from the cache
+    train, test = data.load_task("maze", cache_dir=cache, log=lambda *a: None)
+    assert (len(train), len(test), train.vocab_size, train.grid) == (3, 2, 6, (30, 30))
+    assert len(hits) == 4 and not list(cache.rglob("*.part"))
+
+
+@pytest.mark.parametrize("task", ["sudoku", "maze"])
+def test_unreachable_endpoint_falls_back_to_generated(tmp_path, monkeypatch, task):
+    with socket.socket() as s:  # a port that nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setitem(data.TASKS[task], "n_train", 3)
+    monkeypatch.setitem(data.TASKS[task], "n_test", 2)
+    logs = []
+    train, test = data.load_task(task, cache_dir=tmp_path, log=logs.append)
+    assert train.generated and test.generated and "GENERATED" in train.source
+    assert any("NOT the benchmark" in line for line in logs)
+    assert (len(train), len(test)) == (3, 2)
+    assert (tmp_path / "generated" / f"{task}-seed0.npz").exists()
+    assert not list(tmp_path.glob("*/*.csv"))  # nothing half-downloaded looks like data
+    for a, b in zip(train.inputs.numpy(), train.labels.numpy()):
+        if task == "maze":
+            assert_unique_shortest(a, b, 30, 110)
+        else:
+            assert_valid_sudoku(a, b, 9)
+            assert data.solve_sudoku(a)[1] >= 1
+    if task == "sudoku":
+        assert (train.meta["rating"] >= 1).all() and (train.meta["clues"] >= 17).all()
+
+
+# ---- the real Sudoku-Extreme 1k files, when the shared folder is there
+
+@pytest.mark.skipif(not SHARED_1K.exists(), reason=f"{SHARED_1K} not found (real data not shared)")
+def test_real_sudoku_extreme_1k(tmp_path):
+    shutil.copy(SHARED_1K / "train.csv", tmp_path / "train.csv")
+    shutil.copy(SHARED_1K / "test_hard_dev.csv", tmp_path / "test.csv")
+    train, test = data.load_task("sudoku", data_dir=tmp_path)
+    assert (len(train), len(test), train.vocab_size) == (1000, 2000, 11)
+    assert sorted(train.meta["subsample_rows"].tolist()) == list(range(1000))
+    for s in (train, test):
+        assert 1 <= s.inputs.min() and s.inputs.max() <= 10 and 2 <= s.labels.min()
+        assert s.labels.max() <= 10 and not s.generated
+    with open(SHARED_1K / "test_hard_dev.csv", newline="") as f:
+        first = list(csv.reader(f))[1]
+    text = data.decode(test, test.inputs[0])
+    assert text.splitlines()[0] == " ".join(first[1][:3]) + " | " + " ".join(first[1][3:6]) + \
+        " | " + " ".join(first[1][6:9])
+    assert "".join(ch for ch in data.decode(test, test.labels[0]) if ch.isdigit()) == first[2]
+    assert test.meta["rating"][0] == float(first[3])

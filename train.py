@@ -1,0 +1,473 @@
+"""
+Train and evaluate a recursive reasoning model, top to bottom in one script.
+
+Small tasks, a few minutes on a laptop CPU:
+    python train.py --model trm --task sudoku6
+    python train.py --model trm --task maze-small
+    python train.py --model trm --task sudoku6 --T 1 --n 1 --N-sup 1   # the same model, recursion off
+The papers' recipes, one GPU (data downloaded from Hugging Face, or read from --data-dir):
+    python train.py --model trm --task sudoku                # TRM-MLP on Sudoku-Extreme (paper: 87.4%)
+    python train.py --model trm --task sudoku --net att      # TRM-Att on Sudoku-Extreme (paper: 74.7%)
+    python train.py --model trm --task maze                  # TRM-Att on Maze-Hard (paper: 85.3%)
+Other modes:
+    python train.py --task sudoku --dry-run                  # build data and model, print config and params
+    python train.py --task sudoku --bench 20                 # time 20 optimiser steps
+    python train.py --task sudoku6 --resume out/sudoku6-trm/ckpt.pt   # continue a killed run
+"""
+
+import argparse
+import copy
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict
+
+import torch
+import torch.nn.functional as F
+
+import data
+from trm import TRM, TRMConfig
+
+# -----------------------------------------------------------------------------
+# presets: the official recipes (spec trm.md §4) and small CPU tasks. Every value is a flag below.
+PAPER = dict(net="mlp", hidden=512, heads=8, layers=2, n=6, T=3, N_sup=16, halt_explore=0.1, prefix_len=16,
+             batch_size=768, lr=1e-4, warmup=2000, weight_decay=1.0, emb_lr=1e-4, emb_weight_decay=1.0,
+             ema=0.999, steps=65100, eval_every=6510, eval_limit=20000, augment=True, log_every=100)
+PRESETS = {
+    # TRM-MLP, T=3, n=6; 50k epochs of 1000 puzzles at batch 768 = 65,100 optimiser steps
+    "sudoku": PAPER,
+    # TRM-Att, n=4 and no augmentation, as in the official README command (the paper says n=6, 8 dihedral)
+    "maze": {**PAPER, "net": "att", "n": 4, "augment": False, "eval_limit": 1000},
+    # small tasks: a 2-core CPU learns these in minutes
+    "sudoku4": {**PAPER, "hidden": 64, "heads": 4, "net": "att", "n": 3, "T": 2, "N_sup": 8,
+                "batch_size": 128, "lr": 2e-3, "warmup": 100, "weight_decay": 0.1, "emb_lr": 2e-3,
+                "emb_weight_decay": 0.1, "ema": 0.99, "steps": 1500, "eval_every": 500,
+                "eval_limit": 1000, "log_every": 50},
+    "sudoku6": {**PAPER, "hidden": 64, "heads": 4, "net": "att", "n": 3, "T": 2, "N_sup": 8,
+                "batch_size": 128, "lr": 2e-3, "warmup": 100, "weight_decay": 0.1, "emb_lr": 2e-3,
+                "emb_weight_decay": 0.1, "ema": 0.99, "steps": 2500, "eval_every": 500,
+                "eval_limit": 1000, "log_every": 50},
+    "maze-small": {**PAPER, "hidden": 64, "heads": 4, "net": "att", "n": 3, "T": 2, "N_sup": 8,
+                   "batch_size": 64, "lr": 2e-3, "warmup": 100, "weight_decay": 0.1, "emb_lr": 2e-3,
+                   "emb_weight_decay": 0.1, "ema": 0.99, "steps": 3000, "eval_every": 500,
+                   "eval_limit": 1000, "log_every": 50, "augment": True},
+}
+
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+arg = parser.add_argument
+# what to run; every value left unset comes from the task's preset
+arg("--model", default="trm", choices=["trm"], help="which model")
+arg("--task", default="sudoku6", choices=sorted(PRESETS), help="task and preset (default sudoku6)")
+arg("--data-dir", help="folder with the official train.csv and test.csv (else cache under data/, "
+    "else download, else generate offline)")
+arg("--out", help="output folder (default out/<task>-<model>)")
+arg("--seed", type=int, default=0, help="seed for weights, data order, augmentation, exploration")
+# model
+arg("--net", choices=["att", "mlp"], help="token mixer: attention with RoPE, or the MLP over the sequence")
+arg("--hidden", type=int, help="hidden size D")
+arg("--heads", type=int, help="attention heads")
+arg("--layers", type=int, help="blocks in the network (the paper's 2 layers)")
+arg("--n", type=int, help="latent updates per recursion (official L_cycles)")
+arg("--T", type=int, help="recursions per supervision step, T-1 without gradient (official H_cycles)")
+arg("--N-sup", type=int, dest="N_sup", help="max supervision steps per puzzle (official halt_max_steps)")
+arg("--halt-explore", type=float, help="probability a puzzle must run a random 2..N_sup steps")
+arg("--prefix-len", type=int, help="puzzle-embedding prefix tokens (official puzzle_emb_len)")
+# optimisation
+arg("--batch-size", type=int, help="batch slots (official global_batch_size)")
+arg("--steps", type=int, help="optimiser steps")
+arg("--lr", type=float, help="AdamATan2 learning rate after warmup (constant afterwards)")
+arg("--warmup", type=int, help="linear warmup steps")
+arg("--weight-decay", type=float, help="decoupled weight decay of all weights")
+arg("--emb-lr", type=float, help="SignSGD learning rate of the puzzle embedding")
+arg("--emb-weight-decay", type=float, help="weight decay of the puzzle embedding")
+arg("--ema", type=float, help="EMA rate of the evaluated weights (0 = evaluate the raw weights)")
+arg("--augment", action=argparse.BooleanOptionalAction, help="random isomorphs / dihedral transforms")
+# evaluation, logging, checkpoints
+arg("--eval-every", type=int, help="evaluate and checkpoint every this many steps")
+arg("--eval-limit", type=int, help="test puzzles in intermediate evals (0 = all); the final eval uses all")
+arg("--eval-batch-size", type=int, help="puzzles per eval batch (default: the batch size)")
+arg("--log-every", type=int, help="steps per log line")
+arg("--resume", help="checkpoint to continue from (same config; the run goes on as if never stopped)")
+# system
+arg("--device", help="cuda, mps or cpu (default: the first available)")
+arg("--dtype", choices=["bf16", "fp32"], help="compute dtype (default bf16 on CUDA, else fp32)")
+arg("--compile", action="store_true", help="torch.compile the model (opt-in)")
+arg("--dry-run", action="store_true", help="build data and model, print the config, exit")
+arg("--bench", type=int, metavar="N", help="time N optimiser steps after warm-up and exit")
+arg("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+
+
+def resolve_config(argv=None) -> dict:
+    args = vars(parser.parse_args(argv))
+    preset = PRESETS[args["task"]]
+    cfg = {k: (preset[k] if v is None and k in preset else v) for k, v in args.items()}
+    cfg["out"] = cfg["out"] or os.path.join("out", f"{cfg['task']}-{cfg['model']}")
+    cfg["eval_batch_size"] = cfg["eval_batch_size"] or cfg["batch_size"]
+    return cfg
+
+
+# -----------------------------------------------------------------------------
+# loss and optimisers
+
+def stablemax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy with stablemax instead of softmax (Prieto et al. 2025), in float64 as in the
+    official code: s(v) = v + 1 for v >= 0, 1 / (1 - v) below, p_i = s(l_i) / sum_j s(l_j)."""
+    x = logits.double()
+    s = torch.where(x >= 0, x + 1, 1 / (1 - x))  # (B, S, V)
+    picked = s.gather(-1, labels.long().unsqueeze(-1)).squeeze(-1)  # (B, S)
+    return torch.log(s.sum(-1)) - torch.log(picked)  # (B, S)
+
+
+class AdamATan2(torch.optim.Optimizer):
+    """Adam with atan2 in place of m / (sqrt(v) + eps): no epsilon, bounded steps (Everett et al.
+    2024, arXiv:2407.05872), with decoupled weight decay; the official code's optimiser, written out
+    here instead of the CUDA package adam-atan2."""
+
+    def __init__(self, params, lr: float, betas=(0.9, 0.95), weight_decay: float = 0.0):
+        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            lr, (beta1, beta2), wd = group["lr"], group["betas"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["t"], state["m"], state["v"] = 0, torch.zeros_like(p), torch.zeros_like(p)
+                state["t"] += 1
+                m, v, t = state["m"], state["v"], state["t"]
+                m.lerp_(p.grad, 1 - beta1)
+                v.lerp_(p.grad.square(), 1 - beta2)
+                p.mul_(1 - lr * wd)
+                v_hat = v / (1 - beta2 ** t)
+                p.add_(torch.atan2(m, v_hat.sqrt()), alpha=-lr / (1 - beta1 ** t))
+
+
+class SignSGD(torch.optim.Optimizer):
+    """w <- w * (1 - lr * wd) - lr * sign(grad), for the puzzle-embedding rows used in the batch."""
+
+    def __init__(self, params, lr: float, weight_decay: float = 0.0):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                # rows of puzzles absent from the batch have zero gradient and stay untouched
+                used = (p.grad != 0).any(-1, keepdim=True)
+                decayed = p * (1 - group["lr"] * group["weight_decay"]) - group["lr"] * p.grad.sign()
+                p.copy_(torch.where(used, decayed, p))
+
+
+@torch.no_grad()
+def ema_update(ema_model, model, rate: float):
+    # shadow <- rate * shadow + (1 - rate) * weights; the puzzle embedding is copied, not averaged,
+    # as in the official code where it is a buffer outside the EMA
+    for (name, p_ema), p in zip(ema_model.named_parameters(), model.parameters()):
+        if name == "puzzle_emb":
+            p_ema.copy_(p)
+        else:
+            p_ema.lerp_(p, 1 - rate)
+
+
+# -----------------------------------------------------------------------------
+# data order: a pure function of (seed, step), so a resumed run sees exactly the same batches
+
+def epoch_order(seed: int, epoch: int, num: int) -> torch.Tensor:
+    # one random permutation of the training puzzles per epoch, as the official loader draws them
+    return torch.randperm(num, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def get_batch(train, step: int, cfg: dict):
+    B, num = cfg["batch_size"], train.inputs.shape[0]
+    first = step * B
+    orders = [epoch_order(cfg["seed"], e, num) for e in range(first // num, (first + B - 1) // num + 1)]
+    idx = torch.cat(orders)[first % num:first % num + B]
+    inputs, labels = train.inputs[idx], train.labels[idx]
+    if cfg["augment"]:
+        gen = torch.Generator().manual_seed(cfg["seed"] * 1_000_003 + step + 1)
+        inputs, labels = data.augment(train.kind, train.grid, inputs, labels, gen)
+    return inputs, labels
+
+
+# -----------------------------------------------------------------------------
+# evaluation: every test puzzle gets all N_sup supervision steps from a fresh state
+
+@torch.no_grad()
+def evaluate(model, test, cfg: dict, limit: int = 0, autocast=nullcontext()) -> dict:
+    model.eval()
+    num = min(limit, len(test.inputs)) if limit else len(test.inputs)
+    N_sup = model.config.N_sup
+    exact_by_step = torch.zeros(N_sup, dtype=torch.float64)
+    cell_correct = 0.0
+    for start in range(0, num, cfg["eval_batch_size"]):
+        inputs = test.inputs[start:min(num, start + cfg["eval_batch_size"])].to(cfg["device"])
+        labels = test.labels[start:start + len(inputs)].to(cfg["device"])
+        ids = torch.zeros(len(inputs), dtype=torch.long, device=cfg["device"])
+        state = model.initial_state(len(inputs))
+        for step in range(N_sup):
+            with autocast:
+                state, logits, _ = model(state, inputs, ids)
+            correct = logits.argmax(-1) == labels  # (B, S)
+            exact_by_step[step] += correct.all(-1).sum().item()
+        cell_correct += correct.float().mean(-1).sum().item()
+    model.train()
+    return dict(exact=exact_by_step[-1].item() / num, cell=cell_correct / num, puzzles=num,
+                exact_by_step=[round(a / num, 4) for a in exact_by_step.tolist()])
+
+
+# -----------------------------------------------------------------------------
+# small utilities: logging, progress, checkpoints, plots
+
+def fmt_time(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else \
+        f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def save_checkpoint(path: str, ckpt: dict):
+    # write to a temporary file and rename: a crash mid-write never leaves a broken checkpoint
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    torch.save(ckpt, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def plot_curves(history: list, evals: list, path: str, title: str):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    ax_loss.plot([h["step"] for h in history], [h["loss"] for h in history])
+    ax_loss.set(xlabel="optimiser step", ylabel="train loss", yscale="log", title="loss")
+    ax_acc.plot([h["step"] for h in history], [h["exact"] for h in history], label="train exact (halted)")
+    ax_acc.plot([h["step"] for h in history], [h["cell"] for h in history], label="train cell", alpha=0.6)
+    ax_acc.plot([e["step"] for e in evals], [e["exact"] for e in evals], "o-", label="test exact (EMA)")
+    ax_acc.set(xlabel="optimiser step", ylabel="accuracy", ylim=(0, 1.02), title="accuracy")
+    ax_acc.legend(loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+class Progress:
+    """A one-line progress bar with ETA on a terminal; log lines are printed above it."""
+
+    def __init__(self, total: int, start: int, log_file):
+        self.total, self.start, self.t0, self.last = total, start, time.time(), 0.0
+        self.tty, self.log_file = sys.stdout.isatty(), log_file
+
+    def eta(self, step: int) -> str:
+        done = step - self.start
+        return fmt_time((time.time() - self.t0) / done * (self.total - step)) if done else "?"
+
+    def update(self, step: int):
+        if self.tty and time.time() - self.last > 0.5:
+            self.last, frac = time.time(), step / self.total
+            bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
+            print(f"\r[{bar}] {step}/{self.total} {frac:4.0%} | ETA {self.eta(step)}", end="", flush=True)
+
+    def log(self, line: str):
+        print(("\r\033[K" if self.tty else "") + line, flush=True)
+        self.log_file.write(line + "\n")
+        self.log_file.flush()
+
+
+def main(argv=None):
+    cfg = resolve_config(argv)
+    # -------------------------------------------------------------------------
+    # device, precision, seed
+    if cfg["threads"]:
+        torch.set_num_threads(cfg["threads"])
+    cfg["device"] = cfg["device"] or ("cuda" if torch.cuda.is_available() else
+                                      "mps" if torch.backends.mps.is_available() else "cpu")
+    device = torch.device(cfg["device"])
+    cfg["dtype"] = cfg["dtype"] or ("bf16" if device.type == "cuda" else "fp32")
+    # deviation: bf16 through autocast (fp32 master weights, matmuls in bf16) rather than casting
+    # every weight and activation to bf16 by hand as the official code does
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg["dtype"] == "bf16" \
+        else nullcontext()
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    torch.manual_seed(cfg["seed"])
+
+    # -------------------------------------------------------------------------
+    # data
+    train, test = data.load_task(cfg["task"], data_dir=cfg["data_dir"], seed=cfg["seed"])
+    cfg["data_source"] = {"train": train.source, "test": test.source, "generated": train.generated}
+
+    # -------------------------------------------------------------------------
+    # model and optimisers
+    mcfg = TRMConfig(vocab_size=train.vocab_size, seq_len=train.inputs.shape[1], hidden_size=cfg["hidden"],
+                     num_heads=cfg["heads"], num_layers=cfg["layers"], mlp_t=cfg["net"] == "mlp",
+                     puzzle_emb_len=cfg["prefix_len"],
+                     n=cfg["n"], T=cfg["T"], N_sup=cfg["N_sup"], halt_exploration_prob=cfg["halt_explore"])
+    model = TRM(mcfg).to(device)
+    cfg["model_config"], cfg["params"] = asdict(mcfg), model.num_params()
+    ema_model = copy.deepcopy(model) if cfg["ema"] else model
+    opt = AdamATan2([p for name, p in model.named_parameters() if name != "puzzle_emb"],
+                    lr=cfg["lr"], betas=(0.9, 0.95), weight_decay=cfg["weight_decay"])
+    emb_opt = SignSGD([model.puzzle_emb], lr=cfg["emb_lr"], weight_decay=cfg["emb_weight_decay"])
+    step_fn = torch.compile(model) if cfg["compile"] else model
+
+    os.makedirs(cfg["out"], exist_ok=True)
+    log_file = open(os.path.join(cfg["out"], "log.txt"), "a")
+    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "unknown"
+    banner = [f"task {cfg['task']} | model {cfg['model']} ({cfg['net']}) | device {device} "
+              f"{cfg['dtype']} | torch {torch.__version__} | git {git}",
+              f"train: {train.source}", f"test:  {test.source}",
+              "config: " + json.dumps({k: v for k, v in cfg.items()
+                                       if k not in ("model_config", "data_source")}),
+              f"params: {cfg['params']}"]
+    if train.generated:
+        banner.insert(1, "!! GENERATED data: not the benchmark; numbers are not comparable to the paper")
+    for line in banner:
+        print(line)
+        log_file.write(line + "\n")
+    if cfg["dry_run"]:
+        return None
+
+    # -------------------------------------------------------------------------
+    # the carry: B slots, each holding one puzzle at some supervision step (official training loop,
+    # spec trm.md §2.2). Every optimiser step advances every slot by one supervision step; slots
+    # whose puzzle halted are refilled from the next batch. All slots start empty (halted).
+    B = cfg["batch_size"]
+    carry = dict(state=model.initial_state(B),
+                 steps=torch.zeros(B, dtype=torch.long, device=device),
+                 halted=torch.ones(B, dtype=torch.bool, device=device),
+                 inputs=torch.zeros_like(train.inputs[:B], device=device),
+                 labels=torch.zeros_like(train.labels[:B], device=device))
+    puzzle_ids = torch.zeros(B, dtype=torch.long, device=device)  # Sudoku and Maze: one shared id
+    start_step, history, evals = 0, [], []
+    if cfg["resume"]:
+        ckpt = torch.load(cfg["resume"], map_location=device, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        ema_model.load_state_dict(ckpt["ema"])
+        opt.load_state_dict(ckpt["opt"])
+        emb_opt.load_state_dict(ckpt["emb_opt"])
+        carry, start_step = ckpt["carry"], ckpt["step"]
+        history, evals = ckpt["history"], ckpt["evals"]
+        torch.set_rng_state(ckpt["rng"]["cpu"])
+        if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+        print(f"resumed from {cfg['resume']} at step {start_step}")
+
+    def train_step(step: int) -> dict:
+        inputs, labels = get_batch(train, step, cfg)
+        inputs, labels = inputs.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        h = carry["halted"]
+        # refill: halted slots take the new batch's puzzle at their index and a fresh state
+        carry["state"] = model.reset_state(carry["state"], h)
+        carry["steps"] = torch.where(h, 0, carry["steps"])
+        carry["inputs"] = torch.where(h[:, None], inputs, carry["inputs"])
+        carry["labels"] = torch.where(h[:, None], labels, carry["labels"])
+        # learning rate: linear warmup from step 1, then constant (official lr_min_ratio = 1)
+        scale = min(1.0, (step + 1) / cfg["warmup"])
+        opt.param_groups[0]["lr"], emb_opt.param_groups[0]["lr"] = cfg["lr"] * scale, cfg["emb_lr"] * scale
+
+        with autocast:
+            carry["state"], logits, q_halt = step_fn(carry["state"], carry["inputs"], puzzle_ids)
+        carry["steps"] = carry["steps"] + 1
+        carry["halted"] = model.halt(q_halt, carry["steps"])
+        # loss: per-puzzle mean of the token losses, plus 0.5 * BCE of "halt" against "my answer is
+        # exactly right", averaged over all slots (official: summed, divided by the global batch)
+        correct = logits.argmax(-1) == carry["labels"]  # (B, S)
+        exact = correct.all(-1)  # (B,)
+        lm_loss = stablemax_cross_entropy(logits, carry["labels"]).mean(-1)  # (B,)
+        halt_loss = F.binary_cross_entropy_with_logits(q_halt, exact.float(), reduction="none")
+        loss = (lm_loss.sum() + 0.5 * halt_loss.sum()) / B
+        loss.backward()
+        opt.step()
+        emb_opt.step()
+        opt.zero_grad(set_to_none=True)
+        emb_opt.zero_grad(set_to_none=True)
+        if cfg["ema"]:
+            ema_update(ema_model, model, cfg["ema"])
+        # metrics of the puzzles that finished at this step (summed; divided at log time)
+        done = carry["halted"].float()
+        return dict(loss=loss.detach(), halted=done.sum(), exact=(exact * done).sum(),
+                    cell=(correct.float().mean(-1) * done).sum(), steps=(carry["steps"] * done).sum())
+
+    if cfg["bench"]:
+        for step in range(3):  # warm-up (and compilation)
+            train_step(step)
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        sync()
+        t0 = time.time()
+        for step in range(3, 3 + cfg["bench"]):
+            train_step(step)
+        sync()
+        dt = (time.time() - t0) / cfg["bench"]
+        mem = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+        print(f"bench | {cfg['bench']} steps | {1 / dt:.2f} steps/s | {B / dt:.0f} samples/s | "
+              f"{1000 * dt:.1f} ms/step | peak memory {mem:.2f} GiB | projected {cfg['steps']} steps: "
+              f"{fmt_time(dt * cfg['steps'])}")
+        return None
+
+    # -------------------------------------------------------------------------
+    # training loop
+    def checkpoint(step: int):
+        rng = dict(cpu=torch.get_rng_state(),
+                   cuda=torch.cuda.get_rng_state() if device.type == "cuda" else None)
+        save_checkpoint(os.path.join(cfg["out"], "ckpt.pt"), dict(
+            model=model.state_dict(), ema=ema_model.state_dict(), opt=opt.state_dict(),
+            emb_opt=emb_opt.state_dict(), config=cfg, step=step, carry=carry, rng=rng,
+            history=history, evals=evals, generated=train.generated))
+
+    progress = Progress(cfg["steps"], start_step, log_file)
+    sums, t_log = None, time.time()
+    for step in range(start_step, cfg["steps"]):
+        metrics = train_step(step)
+        sums = metrics if sums is None else {k: sums[k] + metrics[k] for k in sums}
+        progress.update(step + 1)
+        last = step + 1 == cfg["steps"]
+        if (step + 1) % cfg["log_every"] == 0 or last:
+            s = {k: v.item() for k, v in sums.items()}  # the only host sync of the loop
+            if not math.isfinite(s["loss"]):
+                progress.log(f"step {step + 1}: the loss is {s['loss']} (NaN/Inf). Stopping; the last "
+                             f"good checkpoint is untouched. Try a lower --lr or --dtype fp32.")
+                sys.exit(1)
+            n_log = (step + 1) - (history[-1]["step"] if history else start_step)
+            done = max(s["halted"], 1)
+            history.append(dict(step=step + 1, loss=s["loss"] / n_log, exact=s["exact"] / done,
+                                cell=s["cell"] / done, halt_steps=s["steps"] / done,
+                                steps_per_s=n_log / (time.time() - t_log)))
+            h = history[-1]
+            progress.log(f"step {h['step']:6d} | loss {h['loss']:.4f} | cell acc {h['cell']:.3f} | "
+                         f"exact {h['exact']:.3f} | halt steps {h['halt_steps']:.1f} | "
+                         f"{h['steps_per_s']:.2f} steps/s | ETA {progress.eta(step + 1)}")
+            sums, t_log = None, time.time()
+        if (step + 1) % cfg["eval_every"] == 0 or last:
+            result = evaluate(ema_model, test, cfg, 0 if last else cfg["eval_limit"], autocast)
+            evals.append(dict(step=step + 1, **result))
+            progress.log(f"eval {step + 1:6d} | test exact {result['exact']:.4f} | cell "
+                         f"{result['cell']:.4f} | {result['puzzles']} puzzles | exact by supervision "
+                         f"step {result['exact_by_step']}")
+            checkpoint(step + 1)
+            plot_curves(history, evals, os.path.join(cfg["out"], "curves.png"),
+                        f"{cfg['model']} on {cfg['task']}" + (" (GENERATED data)" * train.generated))
+            t_log = time.time()
+
+    final = evals[-1]
+    elapsed = time.time() - progress.t0
+    with open(os.path.join(cfg["out"], "results.json"), "w") as f:
+        json.dump(dict(task=cfg["task"], model=cfg["model"], params=cfg["params"], step=cfg["steps"],
+                       test_exact=final["exact"], test_cell=final["cell"], puzzles=final["puzzles"],
+                       exact_by_step=final["exact_by_step"], wall_s=round(elapsed),
+                       generated=train.generated, data=cfg["data_source"], device=str(device)), f, indent=1)
+    progress.log(f"final | test exact acc {final['exact']:.4f} on {final['puzzles']} puzzles"
+                 f"{' (GENERATED data)' if train.generated else ''} | {fmt_time(elapsed)}")
+    return final
+
+
+if __name__ == "__main__":
+    main()

@@ -165,8 +165,9 @@ class TRM(nn.Module):
         # input embedding x: token embedding plus a puzzle-embedding prefix, scaled by sqrt(D)
         self.embed = nn.Embedding(c.vocab_size, D)
         trunc_normal_(self.embed.weight, std=1.0 / math.sqrt(D))
-        # one learned vector per puzzle id, trained by SignSGD in train.py, zero at start; a parameter
-        # here (the official code keeps a buffer) so the optimiser sees its gradient directly
+        # one learned vector per puzzle id, trained by SignSGD in train.py, zero at start
+        # deviation: a parameter rather than a buffer with a per-sample copy; the gradient summed
+        # per id, which is what the official SignSGD consumes, is the same
         self.puzzle_emb = nn.Parameter(torch.zeros(c.num_puzzle_ids, D))
         # the single network, used for both the latent update and the answer update
         self.net_layers = nn.ModuleList(

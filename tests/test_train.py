@@ -122,3 +122,10 @@ def test_a_tiny_model_learns_a_small_task(tmp_path):
     # chance of a fully right 4x4 grid is ~0; the cells alone are 1/4 by chance
     assert final["cell"] > 0.8
     assert final["exact"] > 0.3
+
+
+def test_bench_reports_speed_and_memory(tmp_path, capsys):
+    train.main(TINY + ["--bench", "2", "--out", str(tmp_path)])
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("bench |")][0]
+    steps_per_s = float(line.split("|")[2].split()[0])
+    assert steps_per_s > 0 and "peak RSS" in line and "ms/step" in line

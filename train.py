@@ -4,14 +4,14 @@ Train and evaluate a recursive reasoning model, top to bottom in one script.
 Small tasks, a few minutes on a laptop CPU:
     python train.py --model trm --task sudoku6
     python train.py --model trm --task maze-small
-    python train.py --model trm --task sudoku6 --T 1 --n 1 --N-sup 1   # the same model, recursion off
+    python train.py --model trm --task sudoku6 --T 1 --n 1 --N-sup 1  # recursion off
 The papers' recipes, one GPU (data downloaded from Hugging Face, or read from --data-dir):
-    python train.py --model trm --task sudoku                # TRM-MLP on Sudoku-Extreme (paper: 87.4%)
-    python train.py --model trm --task sudoku --net att      # TRM-Att on Sudoku-Extreme (paper: 74.7%)
-    python train.py --model trm --task maze                  # TRM-Att on Maze-Hard (paper: 85.3%)
+    python train.py --model trm --task sudoku            # TRM-MLP, Sudoku-Extreme (paper: 87.4%)
+    python train.py --model trm --task sudoku --net att  # TRM-Att, Sudoku-Extreme (paper: 74.7%)
+    python train.py --model trm --task maze              # TRM-Att, Maze-Hard (paper: 85.3%)
 Other modes:
-    python train.py --task sudoku --dry-run                  # build data and model, print config and params
-    python train.py --task sudoku --bench 20                 # time 20 optimiser steps
+    python train.py --task sudoku --dry-run              # build data and model, print config
+    python train.py --task sudoku --bench 20             # time 20 optimiser steps
     python train.py --task sudoku6 --resume out/sudoku6-trm/ckpt.pt   # continue a killed run
 """
 
@@ -34,28 +34,30 @@ from trm import TRM, TRMConfig
 
 # -----------------------------------------------------------------------------
 # presets: the official recipes (spec trm.md §4) and small CPU tasks. Every value is a flag below.
-PAPER = dict(net="mlp", hidden=512, heads=8, layers=2, n=6, T=3, N_sup=16, halt_explore=0.1, prefix_len=16,
-             batch_size=768, lr=1e-4, warmup=2000, weight_decay=1.0, emb_lr=1e-4, emb_weight_decay=1.0,
-             ema=0.999, steps=65100, eval_every=6510, eval_limit=20000, augment=True, log_every=100)
-SMALL = {**PAPER, "hidden": 64, "heads": 4, "n": 3, "T": 2, "N_sup": 8, "prefix_len": 1, "batch_size": 64,
-         "lr": 3e-3, "warmup": 100, "weight_decay": 0.1, "emb_lr": 3e-3, "emb_weight_decay": 0.1,
-         "ema": 0.99, "eval_every": 250, "eval_limit": 1000, "log_every": 50}
+PAPER = dict(net="mlp", hidden=512, heads=8, layers=2, n=6, T=3, N_sup=16, halt_explore=0.1,
+             prefix_len=16, batch_size=768, lr=1e-4, warmup=2000, weight_decay=1.0, emb_lr=1e-4,
+             emb_weight_decay=1.0, ema=0.999, steps=65100, eval_every=6510, eval_limit=20000,
+             augment=True, log_every=100)
+SMALL = {**PAPER, "hidden": 64, "heads": 4, "n": 3, "T": 2, "N_sup": 8, "prefix_len": 1,
+         "batch_size": 64, "lr": 3e-3, "warmup": 100, "weight_decay": 0.1, "emb_lr": 3e-3,
+         "emb_weight_decay": 0.1, "ema": 0.99, "eval_every": 250, "eval_limit": 1000,
+         "log_every": 50}
 PRESETS = {
     # TRM-MLP, T=3, n=6; 50k epochs of 1000 puzzles at batch 768 = 65,100 optimiser steps
     "sudoku": PAPER,
-    # TRM-Att, n=4 and no augmentation, as in the official README command (the paper says n=6, 8 dihedral)
+    # TRM-Att, n=4 and no augmentation as in the official README command (paper: n=6, 8 dihedral)
     "maze": {**PAPER, "net": "att", "n": 4, "augment": False, "eval_limit": 1000},
     # small tasks, our own (no official recipe): a 2-core CPU learns them in minutes. The MLP-t net
     # learns Sudoku far faster than attention here, as the paper found for small fixed grids.
     "sudoku4": {**SMALL, "steps": 600},
     "sudoku6": {**SMALL, "steps": 1200},
-    "maze-small": {**SMALL, "steps": 3000},
+    "maze-small": {**SMALL, "steps": 2700},
 }
 
-parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="Model and optimisation flags left unset take the value of the "
-                                        "task's preset (PRESETS in train.py); the resolved config is "
-                                        "printed at start.")
+parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    epilog="Model and optimisation flags left unset take the value of the task's preset (PRESETS "
+           "in train.py); the resolved config is printed at start.")
 arg = parser.add_argument
 # what to run; every value left unset comes from the task's preset
 arg("--model", default="trm", choices=["trm"], help="which model")
@@ -65,13 +67,13 @@ arg("--data-dir", help="folder with the official train.csv and test.csv (else ca
 arg("--out", help="output folder (default out/<task>-<model>)")
 arg("--seed", type=int, default=0, help="seed for weights, data order, augmentation, exploration")
 # model
-arg("--net", choices=["att", "mlp"], help="token mixer: attention with RoPE, or the MLP over the sequence")
+arg("--net", choices=["att", "mlp"], help="token mixer: attention with RoPE, or MLP over cells")
 arg("--hidden", type=int, help="hidden size D")
 arg("--heads", type=int, help="attention heads")
 arg("--layers", type=int, help="blocks in the network (the paper's 2 layers)")
 arg("--n", type=int, help="latent updates per recursion (official L_cycles)")
-arg("--T", type=int, help="recursions per supervision step, T-1 without gradient (official H_cycles)")
-arg("--N-sup", type=int, dest="N_sup", help="max supervision steps per puzzle (official halt_max_steps)")
+arg("--T", type=int, help="recursions per supervision step, T-1 without grad (official H_cycles)")
+arg("--N-sup", type=int, dest="N_sup", help="max supervision steps per puzzle (halt_max_steps)")
 arg("--halt-explore", type=float, help="probability a puzzle must run a random 2..N_sup steps")
 arg("--prefix-len", type=int, help="puzzle-embedding prefix tokens (official puzzle_emb_len)")
 # optimisation
@@ -84,13 +86,13 @@ arg("--emb-lr", type=float, help="SignSGD learning rate of the puzzle embedding"
 arg("--emb-weight-decay", type=float, help="weight decay of the puzzle embedding")
 arg("--minutes", type=float, help="stop training after this many minutes (then the final eval)")
 arg("--ema", type=float, help="EMA rate of the evaluated weights (0 = evaluate the raw weights)")
-arg("--augment", action=argparse.BooleanOptionalAction, help="random isomorphs / dihedral transforms")
+arg("--augment", action=argparse.BooleanOptionalAction, help="Sudoku isomorphs / maze rotations")
 # evaluation, logging, checkpoints
 arg("--eval-every", type=int, help="evaluate and checkpoint every this many steps")
-arg("--eval-limit", type=int, help="test puzzles in intermediate evals (0 = all); the final eval uses all")
+arg("--eval-limit", type=int, help="test puzzles in intermediate evals (0 = all); final: all")
 arg("--eval-batch-size", type=int, help="puzzles per eval batch (default: the batch size)")
 arg("--log-every", type=int, help="steps per log line")
-arg("--resume", help="checkpoint to continue from (same config; the run goes on as if never stopped)")
+arg("--resume", help="checkpoint to continue from (same config: goes on as if never stopped)")
 # system
 arg("--device", help="cuda, mps or cpu (default: the first available)")
 arg("--dtype", choices=["bf16", "fp32"], help="compute dtype (default bf16 on CUDA, else fp32)")
@@ -160,7 +162,8 @@ class SignSGD(torch.optim.Optimizer):
             for p in group["params"]:
                 # rows of puzzles absent from the batch have zero gradient and stay untouched
                 used = (p.grad != 0).any(-1, keepdim=True)
-                decayed = p * (1 - group["lr"] * group["weight_decay"]) - group["lr"] * p.grad.sign()
+                lr, wd = group["lr"], group["weight_decay"]
+                decayed = p * (1 - lr * wd) - lr * p.grad.sign()
                 p.copy_(torch.where(used, decayed, p))
 
 
@@ -188,7 +191,8 @@ def epoch_order(seed: int, epoch: int, num: int) -> torch.Tensor:
 def get_batch(train, step: int, cfg: dict):
     B, num = cfg["batch_size"], train.inputs.shape[0]
     first = step * B
-    orders = [epoch_order(cfg["seed"], e, num) for e in range(first // num, (first + B - 1) // num + 1)]
+    epochs = range(first // num, (first + B - 1) // num + 1)
+    orders = [epoch_order(cfg["seed"], e, num) for e in epochs]
     idx = torch.cat(orders)[first % num:first % num + B]
     inputs, labels = train.inputs[idx], train.labels[idx]
     # deviation: a fresh random isomorph every time a puzzle is drawn, where the official dataset
@@ -248,9 +252,11 @@ def plot_curves(history: list, evals: list, path: str, title: str):
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     ax_loss.plot([h["step"] for h in history], [h["loss"] for h in history])
     ax_loss.set(xlabel="optimiser step", ylabel="train loss", yscale="log", title="loss")
-    ax_acc.plot([h["step"] for h in history], [h["exact"] for h in history], label="train exact (halted)")
-    ax_acc.plot([h["step"] for h in history], [h["cell"] for h in history], label="train cell", alpha=0.6)
-    ax_acc.plot([e["step"] for e in evals], [e["exact"] for e in evals], "o-", label="test exact (EMA)")
+    steps = [h["step"] for h in history]
+    ax_acc.plot(steps, [h["exact"] for h in history], label="train exact (halted)")
+    ax_acc.plot(steps, [h["cell"] for h in history], label="train cell", alpha=0.6)
+    ax_acc.plot([e["step"] for e in evals], [e["exact"] for e in evals], "o-",
+                label="test exact (EMA)")
     ax_acc.set(xlabel="optimiser step", ylabel="accuracy", ylim=(0, 1.02), title="accuracy")
     ax_acc.legend(loc="lower right")
     fig.suptitle(title)
@@ -262,19 +268,23 @@ def plot_curves(history: list, evals: list, path: str, title: str):
 class Progress:
     """A one-line progress bar with ETA on a terminal; log lines are printed above it."""
 
-    def __init__(self, total: int, start: int, log_file):
+    def __init__(self, total: int, start: int, log_file, minutes=None):
         self.total, self.start, self.t0, self.last = total, start, time.time(), 0.0
         self.tty, self.log_file = sys.stdout.isatty(), log_file
+        self.budget = 60 * minutes if minutes is not None else float("inf")  # --minutes
 
     def eta(self, step: int) -> str:
-        done = step - self.start
-        return fmt_time((time.time() - self.t0) / done * (self.total - step)) if done else "?"
+        done, elapsed = step - self.start, time.time() - self.t0
+        if not done:
+            return "?"
+        return fmt_time(max(0, min(elapsed / done * (self.total - step), self.budget - elapsed)))
 
     def update(self, step: int):
         if self.tty and time.time() - self.last > 0.5:
             self.last, frac = time.time(), step / self.total
             bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
-            print(f"\r[{bar}] {step}/{self.total} {frac:4.0%} | ETA {self.eta(step)}", end="", flush=True)
+            print(f"\r[{bar}] {step}/{self.total} {frac:4.0%} | ETA {self.eta(step)}", end="",
+                  flush=True)
 
     def log(self, line: str):
         print(("\r\033[K" if self.tty else "") + line, flush=True)
@@ -307,10 +317,10 @@ def main(argv=None):
 
     # -------------------------------------------------------------------------
     # model and optimisers
-    mcfg = TRMConfig(vocab_size=train.vocab_size, seq_len=train.inputs.shape[1], hidden_size=cfg["hidden"],
-                     num_heads=cfg["heads"], num_layers=cfg["layers"], mlp_t=cfg["net"] == "mlp",
-                     puzzle_emb_len=cfg["prefix_len"],
-                     n=cfg["n"], T=cfg["T"], N_sup=cfg["N_sup"], halt_exploration_prob=cfg["halt_explore"])
+    mcfg = TRMConfig(vocab_size=train.vocab_size, seq_len=train.inputs.shape[1],
+                     hidden_size=cfg["hidden"], num_heads=cfg["heads"], num_layers=cfg["layers"],
+                     mlp_t=cfg["net"] == "mlp", puzzle_emb_len=cfg["prefix_len"], n=cfg["n"],
+                     T=cfg["T"], N_sup=cfg["N_sup"], halt_exploration_prob=cfg["halt_explore"])
     model = TRM(mcfg).to(device)
     cfg["model_config"], cfg["params"] = asdict(mcfg), model.num_params()
     ema_model = copy.deepcopy(model) if cfg["ema"] else model
@@ -330,7 +340,7 @@ def main(argv=None):
                                        if k not in ("model_config", "data_source")}),
               f"params: {cfg['params']}"]
     if train.generated:
-        banner.insert(1, "!! GENERATED data: not the benchmark; numbers are not comparable to the paper")
+        banner.insert(1, "!! GENERATED data: not the benchmark; not comparable to the paper")
     for line in banner:
         print(line)
         log_file.write(line + "\n")
@@ -373,7 +383,8 @@ def main(argv=None):
         carry["labels"] = torch.where(h[:, None], labels, carry["labels"])
         # learning rate: linear warmup from step 1, then constant (official lr_min_ratio = 1)
         scale = min(1.0, (step + 1) / cfg["warmup"])
-        opt.param_groups[0]["lr"], emb_opt.param_groups[0]["lr"] = cfg["lr"] * scale, cfg["emb_lr"] * scale
+        opt.param_groups[0]["lr"] = cfg["lr"] * scale
+        emb_opt.param_groups[0]["lr"] = cfg["emb_lr"] * scale
 
         with autocast:
             carry["state"], logits, q_halt = step_fn(carry["state"], carry["inputs"], puzzle_ids)
@@ -396,7 +407,8 @@ def main(argv=None):
         # metrics of the puzzles that finished at this step (summed; divided at log time)
         done = carry["halted"].float()
         return dict(loss=loss.detach(), halted=done.sum(), exact=(exact * done).sum(),
-                    cell=(correct.float().mean(-1) * done).sum(), steps=(carry["steps"] * done).sum())
+                    cell=(correct.float().mean(-1) * done).sum(),
+                    steps=(carry["steps"] * done).sum())
 
     if cfg["bench"]:
         for step in range(3):  # warm-up (and compilation)
@@ -430,7 +442,7 @@ def main(argv=None):
             emb_opt=emb_opt.state_dict(), config=cfg, step=step, carry=carry, rng=rng,
             history=history, evals=evals, generated=train.generated))
 
-    progress = Progress(cfg["steps"], start_step, log_file)
+    progress = Progress(cfg["steps"], start_step, log_file, cfg["minutes"])
     sums, t_log = None, time.time()
     for step in range(start_step, cfg["steps"]):
         metrics = train_step(step)
@@ -438,14 +450,16 @@ def main(argv=None):
         progress.update(step + 1)
         last = step + 1 == cfg["steps"] or \
             (cfg["minutes"] is not None and time.time() - progress.t0 > 60 * cfg["minutes"])
-        if (step + 1) % cfg["log_every"] == 0 or last:
+        evaluating = (step + 1) % cfg["eval_every"] == 0 or last
+        # log (and check the loss) before every eval, so a checkpoint is never written after a NaN
+        if (step + 1) % cfg["log_every"] == 0 or evaluating:
             s = {k: v.item() for k, v in sums.items()}  # the only host sync of the loop
             if not math.isfinite(s["loss"]):
                 path = os.path.join(cfg["out"], "ckpt.pt")
                 kept = f"the last good checkpoint, {path}, is untouched" if os.path.exists(path) \
                     else "no checkpoint was written"
-                progress.log(f"step {step + 1}: the loss is {s['loss']} (NaN/Inf). Stopping; {kept}. "
-                             f"Try a lower --lr, or --dtype fp32.")
+                progress.log(f"step {step + 1}: the loss is {s['loss']} (NaN/Inf). Stopping; "
+                             f"{kept}. Try a lower --lr, or --dtype fp32.")
                 sys.exit(1)
             n_log = (step + 1) - (history[-1]["step"] if history else start_step)
             done = max(s["halted"], 1)
@@ -457,9 +471,9 @@ def main(argv=None):
                          f"exact {h['exact']:.3f} | halt steps {h['halt_steps']:.1f} | "
                          f"{h['steps_per_s']:.2f} steps/s | ETA {progress.eta(step + 1)}")
             sums, t_log = None, time.time()
-        if (step + 1) % cfg["eval_every"] == 0 or last:
-            # deviation: intermediate evals may use the first --eval-limit test puzzles (the official
-            # code evaluates all 422,786 Sudoku puzzles every time); the final eval always uses all
+        if evaluating:
+            # deviation: intermediate evals may use the first --eval-limit test puzzles (the
+            # official code evaluates all 422,786 Sudoku puzzles every time); the final uses all
             result = evaluate(ema_model, test, cfg, 0 if last else cfg["eval_limit"], autocast)
             evals.append(dict(step=step + 1, **result))
             progress.log(f"eval {step + 1:6d} | test exact {result['exact']:.4f} | cell "
@@ -467,8 +481,8 @@ def main(argv=None):
                          f"{fmt_time(time.time() - progress.t0)} | exact after each supervision "
                          f"step {result['exact_by_step']}")
             checkpoint(step + 1)
-            plot_curves(history, evals, os.path.join(cfg["out"], "curves.png"),
-                        f"{cfg['model']} on {cfg['task']}" + (" (GENERATED data)" * train.generated))
+            title = f"{cfg['model']} on {cfg['task']}" + " (GENERATED data)" * train.generated
+            plot_curves(history, evals, os.path.join(cfg["out"], "curves.png"), title)
             t_log = time.time()
         if last:
             break
@@ -476,10 +490,11 @@ def main(argv=None):
     final = evals[-1]
     elapsed = time.time() - progress.t0
     with open(os.path.join(cfg["out"], "results.json"), "w") as f:
-        json.dump(dict(task=cfg["task"], model=cfg["model"], params=cfg["params"], step=final["step"],
-                       test_exact=final["exact"], test_cell=final["cell"], puzzles=final["puzzles"],
-                       exact_by_step=final["exact_by_step"], wall_s=round(elapsed),
-                       generated=train.generated, data=cfg["data_source"], device=str(device)), f, indent=1)
+        json.dump(dict(task=cfg["task"], model=cfg["model"], params=cfg["params"],
+                       step=final["step"], test_exact=final["exact"], test_cell=final["cell"],
+                       puzzles=final["puzzles"], exact_by_step=final["exact_by_step"],
+                       wall_s=round(elapsed), generated=train.generated, data=cfg["data_source"],
+                       device=str(device)), f, indent=1)
     progress.log(f"final | test exact acc {final['exact']:.4f} on {final['puzzles']} puzzles"
                  f"{' (GENERATED data)' if train.generated else ''} | {fmt_time(elapsed)}")
     return final

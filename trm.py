@@ -20,9 +20,9 @@ reasoning state z. The paper's pseudocode (Fig. 3), which this file follows line
     for x_input, y_true in train_dataloader:  # deep supervision: up to N_sup steps per puzzle
         ...
 
-Training (the deep-supervision loop with its carry of batch slots) lives in train.py. This file holds
-the model, the halting rule and a loader for official checkpoints. Weights and layouts match the
-official code (SamsungSAILMontreal/TinyRecursiveModels), so its checkpoints load here.
+Training (the deep-supervision loop with its carry of batch slots) lives in train.py. This file
+holds the model, the halting rule and a loader for official checkpoints: weights and layouts match
+the official code (SamsungSAILMontreal/TinyRecursiveModels), so its checkpoints load here.
 """
 
 import math
@@ -36,22 +36,22 @@ import torch.nn.functional as F
 @dataclass
 class TRMConfig:
     # the task
-    vocab_size: int = 11        # V: token ids; Sudoku: PAD 0, blank 1, digits 2..10 (official: vocab_size)
-    seq_len: int = 81           # S: grid cells, 81 for Sudoku, 900 for Maze (official: seq_len)
-    num_puzzle_ids: int = 1     # rows of the puzzle-embedding table; 1 for Sudoku/Maze (official: num_puzzle_identifiers)
+    vocab_size: int = 11  # V; Sudoku: PAD 0, blank 1, digits 2..10 (official: vocab_size)
+    seq_len: int = 81  # S: grid cells, 81 for Sudoku, 900 for Maze (official: seq_len)
+    num_puzzle_ids: int = 1  # puzzle-embedding rows, 1 for Sudoku/Maze (num_puzzle_identifiers)
     # the network: one stack of post-norm blocks (paper §4.1-4.4)
-    hidden_size: int = 512      # D (official: hidden_size)
-    num_heads: int = 8          # attention heads of size D / num_heads (official: num_heads)
-    expansion: float = 4.0      # SwiGLU width factor (official: expansion)
-    num_layers: int = 2         # blocks in `net`; the paper's "2 layers" (official: L_layers)
-    mlp_t: bool = False         # token-mixing MLP instead of attention, no RoPE; Sudoku (paper §4.5; official: mlp_t)
-    puzzle_emb_len: int = 16    # prefix tokens for the puzzle embedding; only the first is non-zero (official: puzzle_emb_len)
-    rope_theta: float = 10000.0 # RoPE base (official: rope_theta)
+    hidden_size: int = 512  # D (official: hidden_size)
+    num_heads: int = 8  # attention heads of size D / num_heads (official: num_heads)
+    expansion: float = 4.0  # SwiGLU width factor (official: expansion)
+    num_layers: int = 2  # blocks in `net`, the paper's "2 layers" (official: L_layers)
+    mlp_t: bool = False  # MLP over the sequence, not attention; no RoPE (§4.5; official: mlp_t)
+    puzzle_emb_len: int = 16  # prefix tokens; only the first is non-zero (official: puzzle_emb_len)
+    rope_theta: float = 10000.0  # RoPE base (official: rope_theta)
     # the recursion (paper Fig. 3)
-    n: int = 6                  # latent updates z <- net(x, y, z) per latent_recursion (official: L_cycles)
-    T: int = 3                  # latent_recursions per supervision step, T-1 of them without grad (official: H_cycles)
-    N_sup: int = 16             # max supervision steps per puzzle; eval always runs all of them (official: halt_max_steps)
-    halt_exploration_prob: float = 0.1  # chance a slot must run a random 2..N_sup steps (official: halt_exploration_prob)
+    n: int = 6  # latent updates z <- net(x, y, z) per latent_recursion (official: L_cycles)
+    T: int = 3  # latent_recursions per supervision step, T-1 without grad (official: H_cycles)
+    N_sup: int = 16  # max supervision steps; eval always runs all (official: halt_max_steps)
+    halt_exploration_prob: float = 0.1  # P(a random minimum of 2..N_sup steps), same official name
 
 
 # -----------------------------------------------------------------------------
@@ -178,7 +178,7 @@ class TRM(nn.Module):
             self.register_buffer("rope_sin", sin, persistent=False)
         # heads: the answer is read from y, the halting logit from y's first prefix token
         self.output_head = Linear(D, c.vocab_size)
-        # two logits, halt and continue, as in the official checkpoints; TRM only uses halt (paper §4.6)
+        # two logits, halt and continue, as in the official checkpoints; TRM uses halt only (§4.6)
         self.Q_head = Linear(D, 2, bias=True)
         with torch.no_grad():
             self.Q_head.weight.zero_()
@@ -196,10 +196,11 @@ class TRM(nn.Module):
         tokens = self.embed(inputs.long())  # (B, S, D)
         prefix = torch.zeros(B, P, tokens.shape[-1], dtype=tokens.dtype, device=tokens.device)
         prefix[:, 0] = self.puzzle_emb[puzzle_ids.long()]  # (B, P, D), positions 1..P-1 stay zero
-        return math.sqrt(tokens.shape[-1]) * torch.cat([prefix, tokens], dim=1)  # (B, L, D), L = P + S
+        x = torch.cat([prefix, tokens], dim=1)  # (B, L, D), L = P + S
+        return math.sqrt(tokens.shape[-1]) * x
 
     def net(self, h: torch.Tensor, injection: torch.Tensor) -> torch.Tensor:
-        """net(h, injection): add the injected states, then the blocks. The paper writes net(x, y, z)."""
+        """Add the injected states, then run the blocks (the paper's net(x, y, z))."""
         rope = None if self.config.mlp_t else (self.rope_cos, self.rope_sin)
         h = h + injection  # (B, L, D)
         for block in self.net_layers:

@@ -10,8 +10,9 @@ import torch
 import data
 import train
 
-TINY = ["--task", "sudoku4", "--hidden", "32", "--heads", "2", "--batch-size", "16", "--prefix-len", "2",
-        "--eval-limit", "32", "--eval-batch-size", "32", "--log-every", "1", "--threads", "1"]
+TINY = ["--task", "sudoku4", "--hidden", "32", "--heads", "2", "--batch-size", "16",
+        "--prefix-len", "2", "--eval-limit", "32", "--eval-batch-size", "32", "--log-every", "1",
+        "--threads", "1"]
 
 
 def test_stablemax_cross_entropy_by_hand():
@@ -114,14 +115,16 @@ def test_dry_run_prints_the_paper_parameter_count(tmp_path, capsys):
 
 
 def test_a_tiny_model_learns_a_small_task(tmp_path):
-    out, final = run(tmp_path, "learn", "--task", "sudoku4", "--hidden", "64", "--heads", "4",
-                     "--batch-size", "64", "--steps", "250", "--eval-every", "250",
-                     "--eval-limit", "500", "--lr", "3e-3", "--log-every", "50", "--threads", "2")
+    """The sudoku4 preset (TRM-MLP, D=64) for 250 steps, about a minute on 2 CPU cores."""
+    out = str(tmp_path / "learn")
+    final = train.main(["--task", "sudoku4", "--steps", "250", "--eval-every", "250",
+                        "--log-every", "50", "--out", out])
     results = json.load(open(f"{out}/results.json"))
     assert results["generated"] and results["test_exact"] == final["exact"]
-    # chance of a fully right 4x4 grid is ~0; the cells alone are 1/4 by chance
-    assert final["cell"] > 0.8
-    assert final["exact"] > 0.3
+    assert final["puzzles"] == 1000  # the final eval uses the whole test set
+    # by chance a cell is right 1/4 of the time and a whole 4x4 grid practically never
+    assert final["cell"] > 0.9
+    assert final["exact"] > 0.5
 
 
 def test_bench_reports_speed_and_memory(tmp_path, capsys):

@@ -30,7 +30,7 @@ def test_shapes(mlp_t):
 
 @pytest.mark.parametrize("n,T", [(3, 2), (2, 3), (1, 1)])
 def test_only_the_last_recursion_carries_gradient(n, T):
-    """Per supervision step: T*(n+1) net calls, of which exactly the last n+1 are back-propagated."""
+    """Per supervision step: T*(n+1) net calls, exactly the last n+1 of them back-propagated."""
     model = tiny(n=n, T=T)
     calls, backward_calls = [], []
     first_block = model.net_layers[0]

@@ -69,4 +69,4 @@ def test_gradients_match_official(name):
     for key, expected in expected_grads.items():
         assert_close(ours[key], expected, f"{name} grad of {key}")
     # the official code keeps one embedding row per sample; its optimiser sums them per puzzle id
-    assert_close(ours["puzzle_emb"][0], g["puzzle_emb_grad"].sum(0), f"{name} puzzle-embedding grad")
+    assert_close(ours["puzzle_emb"][0], g["puzzle_emb_grad"].sum(0), f"{name} puzzle-emb grad")

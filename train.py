@@ -211,8 +211,9 @@ def evaluate(model, test, cfg: dict, limit: int = 0, autocast=nullcontext()) -> 
     model.eval()
     num = min(limit, len(test.inputs)) if limit else len(test.inputs)
     N_sup = model.config.N_sup
-    exact_by_step = torch.zeros(N_sup, dtype=torch.float64)
-    cell_correct = 0.0
+    # counts stay on the device: one host sync at the end, not one per step
+    exact_by_step = torch.zeros(N_sup, dtype=torch.long, device=cfg["device"])
+    cell_correct = torch.zeros((), device=cfg["device"])
     for start in range(0, num, cfg["eval_batch_size"]):
         inputs = test.inputs[start:min(num, start + cfg["eval_batch_size"])].to(cfg["device"])
         labels = test.labels[start:start + len(inputs)].to(cfg["device"])
@@ -222,11 +223,12 @@ def evaluate(model, test, cfg: dict, limit: int = 0, autocast=nullcontext()) -> 
             with autocast:
                 state, logits, _ = model(state, inputs, ids)
             correct = logits.argmax(-1) == labels  # (B, S)
-            exact_by_step[step] += correct.all(-1).sum().item()
-        cell_correct += correct.float().mean(-1).sum().item()
+            exact_by_step[step] += correct.all(-1).sum()
+        cell_correct += correct.float().mean(-1).sum()
     model.train()
-    return dict(exact=exact_by_step[-1].item() / num, cell=cell_correct / num, puzzles=num,
-                exact_by_step=[round(a / num, 4) for a in exact_by_step.tolist()])
+    exact_by_step = exact_by_step.tolist()
+    return dict(exact=exact_by_step[-1] / num, cell=cell_correct.item() / num, puzzles=num,
+                exact_by_step=[round(a / num, 4) for a in exact_by_step])
 
 
 # -----------------------------------------------------------------------------

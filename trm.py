@@ -186,10 +186,15 @@ class TRM(nn.Module):
         # fixed random initial states, not learned; every new puzzle starts from them
         self.register_buffer("y_init", trunc_normal_(torch.empty(D), std=1.0))
         self.register_buffer("z_init", trunc_normal_(torch.empty(D), std=1.0))
+        self.max_steps = c.N_sup  # what train.py's evaluation runs
 
     def num_params(self) -> int:
         # the puzzle-embedding table is not counted, as in the paper's "5M / 7M"
         return sum(p.numel() for name, p in self.named_parameters() if name != "puzzle_emb")
+
+    def calls_per_step(self) -> tuple[int, int]:
+        """Net calls per training step (supervision step): run forward, and back-propagated."""
+        return self.config.T * (self.config.n + 1), self.config.n + 1
 
     def input_embedding(self, inputs: torch.Tensor, puzzle_ids: torch.Tensor) -> torch.Tensor:
         B, P = inputs.shape[0], self.config.puzzle_emb_len
@@ -254,6 +259,12 @@ class TRM(nn.Module):
             min_steps = explore * torch.randint_like(steps, 2, N_sup + 1)
             halted = halted & (steps >= min_steps)
         return halted
+
+    def halt_loss(self, q_halt, exact, state, inputs, puzzle_ids, steps) -> torch.Tensor:
+        """Per-slot loss of the halting head (B,): BCE of q_halt against "the answer is exactly
+        right". HRM also learns a continue value from one more forward pass; TRM drops it (§4.6),
+        so the state, inputs and step counts that HRM's target needs go unused here."""
+        return F.binary_cross_entropy_with_logits(q_halt, exact.float(), reduction="none")
 
 
 # -----------------------------------------------------------------------------

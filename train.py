@@ -5,10 +5,13 @@ Small tasks, a few minutes on a laptop CPU:
     python train.py --model trm --task sudoku6
     python train.py --model trm --task maze-small
     python train.py --model trm --task sudoku6 --T 1 --n 1 --N-sup 1  # recursion off
+    python train.py --model hrm --task sudoku6
 The papers' recipes, one GPU (data downloaded from Hugging Face, or read from --data-dir):
     python train.py --model trm --task sudoku            # TRM-MLP, Sudoku-Extreme (paper: 87.4%)
     python train.py --model trm --task sudoku --net att  # TRM-Att, Sudoku-Extreme (paper: 74.7%)
     python train.py --model trm --task maze              # TRM-Att, Maze-Hard (paper: 85.3%)
+    python train.py --model hrm --task sudoku            # HRM, Sudoku-Extreme (paper: 55.0%)
+    python train.py --model hrm --task maze              # HRM, Maze-Hard (paper: 74.5%)
 Other modes:
     python train.py --task sudoku --dry-run              # build data and model, print config
     python train.py --task sudoku --bench 20             # time 20 optimiser steps
@@ -27,31 +30,52 @@ from contextlib import nullcontext
 from dataclasses import asdict
 
 import torch
-import torch.nn.functional as F
 
 import data
+from hrm import HRM, HRMConfig
 from trm import TRM, TRMConfig
 
 # -----------------------------------------------------------------------------
-# presets: the official recipes (spec trm.md §4) and small CPU tasks. Every value is a flag below.
-PAPER = dict(net="mlp", hidden=512, heads=8, layers=2, n=6, T=3, N_sup=16, halt_explore=0.1,
-             prefix_len=16, batch_size=768, lr=1e-4, warmup=2000, weight_decay=1.0, emb_lr=1e-4,
-             emb_weight_decay=1.0, ema=0.999, steps=65100, eval_every=6510, eval_limit=20000,
-             augment=True, log_every=100)
-SMALL = {**PAPER, "hidden": 64, "heads": 4, "n": 3, "T": 2, "N_sup": 8, "prefix_len": 1,
-         "batch_size": 64, "lr": 3e-3, "warmup": 100, "weight_decay": 0.1, "emb_lr": 3e-3,
-         "emb_weight_decay": 0.1, "ema": 0.99, "eval_every": 250, "eval_limit": 1000,
-         "log_every": 50}
+# the two models and their presets: the official recipes (spec trm.md §4, hrm.md §3) and small CPU
+# tasks. Every value is a flag below.
+MODELS = {"trm": (TRM, TRMConfig), "hrm": (HRM, HRMConfig)}
+# the recursion in each paper's symbols (careful: T means something else in each paper)
+RECURSION = {"trm": ("n", "T", "N_sup"), "hrm": ("N", "T", "M_max")}
+
+TRM_PAPER = dict(net="mlp", hidden=512, heads=8, layers=2, n=6, T=3, N_sup=16, halt_explore=0.1,
+                 prefix_len=16, batch_size=768, grad_accum=1, lr=1e-4, warmup=2000, weight_decay=1.0,
+                 emb_lr=1e-4, emb_weight_decay=1.0, ema=0.999, steps=65100, eval_every=6510,
+                 eval_limit=20000, augment=True, log_every=100)
+# HRM: attention, two 4-layer modules, N=T=2, one prefix token, no EMA; 20k epochs = 26,040 steps
+HRM_PAPER = {**{k: v for k, v in TRM_PAPER.items() if k not in RECURSION["trm"]},
+             "net": "att", "layers": 4, "N": 2, "T": 2, "M_max": 16, "prefix_len": 1, "ema": 0,
+             "steps": 26040, "eval_every": 2604}
+# small tasks, our own recipe (no official one): a 2-core CPU learns them in minutes. The MLP-t
+# mixer learns small grids far faster than attention, as the TRM paper found for Sudoku; both
+# models use it here (and an EMA) so that they are compared on equal terms.
+SMALL = dict(net="mlp", hidden=64, heads=4, prefix_len=1, batch_size=64, lr=3e-3, warmup=100,
+             weight_decay=0.1, emb_lr=3e-3, emb_weight_decay=0.1, ema=0.99, eval_every=250,
+             eval_limit=1000, log_every=50)
+TRM_SMALL = {**TRM_PAPER, **SMALL, "n": 3, "T": 2, "N_sup": 8}
+HRM_SMALL = {**HRM_PAPER, **SMALL, "layers": 2, "N": 2, "T": 2, "M_max": 8}
 PRESETS = {
-    # TRM-MLP, T=3, n=6; 50k epochs of 1000 puzzles at batch 768 = 65,100 optimiser steps
-    "sudoku": PAPER,
-    # TRM-Att, n=4 and no augmentation as in the official README command (paper: n=6, 8 dihedral)
-    "maze": {**PAPER, "net": "att", "n": 4, "augment": False, "eval_limit": 1000},
-    # small tasks, our own (no official recipe): a 2-core CPU learns them in minutes. The MLP-t net
-    # learns Sudoku far faster than attention here, as the paper found for small fixed grids.
-    "sudoku4": {**SMALL, "steps": 600},
-    "sudoku6": {**SMALL, "steps": 1200},
-    "maze-small": {**SMALL, "steps": 2700},
+    "trm": {
+        "sudoku": TRM_PAPER,  # TRM-MLP, T=3, n=6; 50k epochs of 1000 puzzles at batch 768
+        # TRM-Att, n=4 and no augmentation as in the official README command (paper: n=6, dihedral)
+        # 3 micro-batches of 256 mazes (49.5 GiB on an H100); all 768 at once need about 150 GiB
+        "maze": {**TRM_PAPER, "net": "att", "n": 4, "augment": False, "eval_limit": 1000,
+                 "grad_accum": 3},
+        "sudoku4": {**TRM_SMALL, "steps": 600},
+        "sudoku6": {**TRM_SMALL, "steps": 1200},
+        "maze-small": {**TRM_SMALL, "steps": 2700},
+    },
+    "hrm": {
+        "sudoku": HRM_PAPER,
+        "maze": {**HRM_PAPER, "augment": False, "eval_limit": 1000, "grad_accum": 3},
+        "sudoku4": {**HRM_SMALL, "steps": 600},
+        "sudoku6": {**HRM_SMALL, "steps": 1200},
+        "maze-small": {**HRM_SMALL, "steps": 2700},
+    },
 }
 
 parser = argparse.ArgumentParser(
@@ -60,8 +84,9 @@ parser = argparse.ArgumentParser(
            "in train.py); the resolved config is printed at start.")
 arg = parser.add_argument
 # what to run; every value left unset comes from the task's preset
-arg("--model", default="trm", choices=["trm"], help="which model")
-arg("--task", default="sudoku6", choices=sorted(PRESETS), help="task and preset (default sudoku6)")
+arg("--model", default="trm", choices=sorted(MODELS), help="TRM (default) or HRM")
+arg("--task", default="sudoku6", choices=sorted(PRESETS["trm"]),
+    help="task and preset (default sudoku6)")
 arg("--data-dir", help="folder with the official train.csv and test.csv (else cache under data/, "
     "else download, else generate offline)")
 arg("--out", help="output folder (default out/<task>-<model>)")
@@ -70,14 +95,20 @@ arg("--seed", type=int, default=0, help="seed for weights, data order, augmentat
 arg("--net", choices=["att", "mlp"], help="token mixer: attention with RoPE, or MLP over cells")
 arg("--hidden", type=int, help="hidden size D")
 arg("--heads", type=int, help="attention heads")
-arg("--layers", type=int, help="blocks in the network (the paper's 2 layers)")
-arg("--n", type=int, help="latent updates per recursion (official L_cycles)")
-arg("--T", type=int, help="recursions per supervision step, T-1 without grad (official H_cycles)")
-arg("--N-sup", type=int, dest="N_sup", help="max supervision steps per puzzle (halt_max_steps)")
+arg("--layers", type=int, help="blocks in the network (TRM: 2), in each of f_L and f_H (HRM: 4)")
+arg("--n", type=int, help="TRM: latent updates per recursion (official L_cycles)")
+arg("--T", type=int, help="TRM: recursions per supervision step, T-1 without grad (H_cycles); "
+                          "HRM: low-level steps per high-level cycle (L_cycles)")
+arg("--N-sup", type=int, dest="N_sup", help="TRM: max supervision steps per puzzle "
+                                            "(halt_max_steps)")
+arg("--N", type=int, help="HRM: high-level cycles per segment (official H_cycles)")
+arg("--M-max", type=int, dest="M_max", help="HRM: max segments per puzzle (halt_max_steps)")
 arg("--halt-explore", type=float, help="probability a puzzle must run a random 2..N_sup steps")
 arg("--prefix-len", type=int, help="puzzle-embedding prefix tokens (official puzzle_emb_len)")
 # optimisation
 arg("--batch-size", type=int, help="batch slots (official global_batch_size)")
+arg("--grad-accum", type=int, help="run the batch as this many micro-batches (same result, less "
+                                   "memory; the official code splits it over GPUs instead)")
 arg("--steps", type=int, help="optimiser steps")
 arg("--lr", type=float, help="AdamATan2 learning rate after warmup (constant afterwards)")
 arg("--warmup", type=int, help="linear warmup steps")
@@ -104,10 +135,19 @@ arg("--threads", type=int, help="CPU threads for torch (default: torch's choice)
 
 def resolve_config(argv=None) -> dict:
     args = vars(parser.parse_args(argv))
-    preset = PRESETS[args["task"]]
+    model, preset = args["model"], PRESETS[args["model"]][args["task"]]
+    for other in {k for ks in RECURSION.values() for k in ks} - set(RECURSION[model]):
+        if args[other] is not None:
+            flags = [f"--{k.replace('_', '-')}" for k in RECURSION[model]]
+            parser.error(f"--{other.replace('_', '-')} is not a setting of {model.upper()}; its "
+                         f"recursion is set with {', '.join(flags)} (see --help)")
+        del args[other]
     cfg = {k: (preset[k] if v is None and k in preset else v) for k, v in args.items()}
     cfg["out"] = cfg["out"] or os.path.join("out", f"{cfg['task']}-{cfg['model']}")
     cfg["eval_batch_size"] = cfg["eval_batch_size"] or cfg["batch_size"]
+    if cfg["batch_size"] % cfg["grad_accum"]:
+        parser.error(f"--batch-size {cfg['batch_size']} must be a multiple of --grad-accum "
+                     f"{cfg['grad_accum']}")
     return cfg
 
 
@@ -118,7 +158,9 @@ def stablemax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch
     """Cross-entropy with stablemax instead of softmax (Prieto et al. 2025), in float64 as in the
     official code: s(v) = v + 1 for v >= 0, 1 / (1 - v) below, p_i = s(l_i) / sum_j s(l_j)."""
     x = logits.double()
-    s = torch.where(x >= 0, x + 1, 1 / (1 - x))  # (B, S, V)
+    # clamp: the branch torch.where discards must stay finite, or its gradient (0 * inf at x = 1,
+    # common for bf16 logits) is NaN; the official code adds 1e-30 to 1 - x for the same reason
+    s = torch.where(x >= 0, x + 1, 1 / (1 - x.clamp(max=0)))  # (B, S, V)
     picked = s.gather(-1, labels.long().unsqueeze(-1)).squeeze(-1)  # (B, S)
     return torch.log(s.sum(-1)) - torch.log(picked)  # (B, S)
 
@@ -179,6 +221,53 @@ def ema_update(ema_model, model, rate: float):
 
 
 # -----------------------------------------------------------------------------
+# one step of deep supervision for every slot of the carry (official training loop, spec trm.md
+# §2.2): halted slots are refilled with the new batch's puzzle at their index and a fresh state,
+# then every slot advances by one supervision step. Pure tensor code, no host syncs: this is the
+# function that --compile compiles.
+
+def supervision_step(model, carry: dict, inputs, labels, puzzle_ids):
+    h = carry["halted"]  # (B,)
+    state = model.reset_state(carry["state"], h)
+    steps = torch.where(h, 0, carry["steps"])
+    inputs = torch.where(h[:, None], inputs, carry["inputs"])  # (B, S)
+    labels = torch.where(h[:, None], labels, carry["labels"])  # (B, S)
+
+    state, logits, q = model(state, inputs, puzzle_ids)
+    steps = steps + 1
+    halted = model.halt(q, steps)
+
+    # loss: per-puzzle mean of the token losses, plus 0.5 * the halting head's loss (TRM: BCE of
+    # "halt" against "my answer is exactly right"; HRM adds its Q-learning continue target),
+    # averaged over all slots (official: summed, then divided by the global batch)
+    correct = logits.argmax(-1) == labels  # (B, S)
+    exact = correct.all(-1)  # (B,)
+    lm_loss = stablemax_cross_entropy(logits, labels).mean(-1)  # (B,)
+    halt_loss = model.halt_loss(q, exact, state, inputs, puzzle_ids, steps)  # (B,)
+    loss = (lm_loss.sum() + 0.5 * halt_loss.sum()) / len(inputs)
+
+    # metrics of the puzzles that finished at this step (summed; divided at log time)
+    done = halted.float()
+    metrics = dict(loss=loss.detach(), halted=done.sum(), exact=(exact * done).sum(),
+                   cell=(correct.float().mean(-1) * done).sum(), steps=(steps * done).sum())
+    carry = dict(state=state, steps=steps, halted=halted, inputs=inputs, labels=labels)
+    return carry, loss, metrics
+
+
+def slots(carry: dict, part: slice) -> dict:
+    """The carry of the slots in `part` (views, no copies)."""
+    return {k: tuple(t[part] for t in v) if isinstance(v, tuple) else v[part]
+            for k, v in carry.items()}
+
+
+def join_slots(carries: list) -> dict:
+    """Concatenate the carries of consecutive slot ranges back into one."""
+    return {k: tuple(map(torch.cat, zip(*(c[k] for c in carries))))
+            if isinstance(carries[0][k], tuple) else torch.cat([c[k] for c in carries])
+            for k in carries[0]}
+
+
+# -----------------------------------------------------------------------------
 # data order: a pure function of (seed, step), so a resumed run sees exactly the same batches
 
 def epoch_order(seed: int, epoch: int, num: int) -> torch.Tensor:
@@ -210,7 +299,7 @@ def get_batch(train, step: int, cfg: dict):
 def evaluate(model, test, cfg: dict, limit: int = 0, autocast=nullcontext()) -> dict:
     model.eval()
     num = min(limit, len(test.inputs)) if limit else len(test.inputs)
-    N_sup = model.config.N_sup
+    N_sup = model.max_steps
     # counts stay on the device: one host sync at the end, not one per step
     exact_by_step = torch.zeros(N_sup, dtype=torch.long, device=cfg["device"])
     cell_correct = torch.zeros((), device=cfg["device"])
@@ -229,6 +318,33 @@ def evaluate(model, test, cfg: dict, limit: int = 0, autocast=nullcontext()) -> 
     exact_by_step = exact_by_step.tolist()
     return dict(exact=exact_by_step[-1] / num, cell=cell_correct.item() / num, puzzles=num,
                 exact_by_step=[round(a / num, 4) for a in exact_by_step])
+
+
+# -----------------------------------------------------------------------------
+# speed: an analytical FLOP count for --bench's model FLOP utilisation (MFU)
+
+PEAK_BF16_TFLOPS = {"H100": 989, "H200": 989, "A100": 312}  # dense, per the vendors' data sheets
+
+
+def flops_per_step(model, batch_size: int) -> float:
+    """Matmul and attention FLOPs of one optimiser step: the forward of every net call, plus a
+    backward (2x the forward) of the calls that carry gradient. Norms, RoPE, the heads and the
+    optimiser are left out (under 1%)."""
+    c = model.config
+    L, D = c.puzzle_emb_len + c.seq_len, c.hidden_size
+
+    def swiglu(d, tokens):  # three matmuls of d x inter, 2 FLOPs per multiply-add
+        return 6 * tokens * d * (256 * math.ceil(round(c.expansion * d * 2 / 3) / 256))
+
+    mixer = swiglu(L, D) if c.mlp_t else 8 * L * D * D + 4 * L * L * D  # MLP-t, or qkv+o+attention
+    per_call = c.num_layers * (swiglu(D, L) + mixer)
+    forward, with_grad = model.calls_per_step()
+    return batch_size * per_call * (forward + 2 * with_grad)
+
+
+def peak_flops(device) -> float | None:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+    return next((1e12 * tf for gpu, tf in PEAK_BF16_TFLOPS.items() if gpu in name), None)
 
 
 # -----------------------------------------------------------------------------
@@ -319,17 +435,24 @@ def main(argv=None):
 
     # -------------------------------------------------------------------------
     # model and optimisers
-    mcfg = TRMConfig(vocab_size=train.vocab_size, seq_len=train.inputs.shape[1],
-                     hidden_size=cfg["hidden"], num_heads=cfg["heads"], num_layers=cfg["layers"],
-                     mlp_t=cfg["net"] == "mlp", puzzle_emb_len=cfg["prefix_len"], n=cfg["n"],
-                     T=cfg["T"], N_sup=cfg["N_sup"], halt_exploration_prob=cfg["halt_explore"])
-    model = TRM(mcfg).to(device)
+    # both models offer one interface: model(state, inputs, puzzle_ids) -> (state, logits, q),
+    # initial_state, reset_state, halt, halt_loss, max_steps, num_params, puzzle_emb (README)
+    Model, Config = MODELS[cfg["model"]]
+    mcfg = Config(vocab_size=train.vocab_size, seq_len=train.inputs.shape[1],
+                  hidden_size=cfg["hidden"], num_heads=cfg["heads"], num_layers=cfg["layers"],
+                  mlp_t=cfg["net"] == "mlp", puzzle_emb_len=cfg["prefix_len"],
+                  halt_exploration_prob=cfg["halt_explore"],
+                  **{k: cfg[k] for k in RECURSION[cfg["model"]]})
+    model = Model(mcfg).to(device)
     cfg["model_config"], cfg["params"] = asdict(mcfg), model.num_params()
     ema_model = copy.deepcopy(model) if cfg["ema"] else model
     opt = AdamATan2([p for name, p in model.named_parameters() if name != "puzzle_emb"],
                     lr=cfg["lr"], betas=(0.9, 0.95), weight_decay=cfg["weight_decay"])
     emb_opt = SignSGD([model.puzzle_emb], lr=cfg["emb_lr"], weight_decay=cfg["emb_weight_decay"])
-    step_fn = torch.compile(model) if cfg["compile"] else model
+    step_fn, eval_fn = supervision_step, ema_model
+    if cfg["compile"]:  # static shapes: one graph for training, one per eval batch size
+        step_fn = torch.compile(supervision_step, dynamic=False)
+        eval_fn = torch.compile(ema_model, dynamic=False)
 
     os.makedirs(cfg["out"], exist_ok=True)
     log_file = open(os.path.join(cfg["out"], "log.txt"), "a")
@@ -375,42 +498,39 @@ def main(argv=None):
         print(f"resumed from {cfg['resume']} at step {start_step}")
 
     def train_step(step: int) -> dict:
-        inputs, labels = get_batch(train, step, cfg)
+        inputs, labels = get_batch(train, step, cfg)  # built on the CPU while the GPU works
+        if device.type == "cuda":  # pinned memory: the copy does not wait for the GPU to finish
+            inputs, labels = inputs.pin_memory(), labels.pin_memory()
         inputs, labels = inputs.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        h = carry["halted"]
-        # refill: halted slots take the new batch's puzzle at their index and a fresh state
-        carry["state"] = model.reset_state(carry["state"], h)
-        carry["steps"] = torch.where(h, 0, carry["steps"])
-        carry["inputs"] = torch.where(h[:, None], inputs, carry["inputs"])
-        carry["labels"] = torch.where(h[:, None], labels, carry["labels"])
         # learning rate: linear warmup from step 1, then constant (official lr_min_ratio = 1)
         scale = min(1.0, (step + 1) / cfg["warmup"])
         opt.param_groups[0]["lr"] = cfg["lr"] * scale
         emb_opt.param_groups[0]["lr"] = cfg["emb_lr"] * scale
-
-        with autocast:
-            carry["state"], logits, q_halt = step_fn(carry["state"], carry["inputs"], puzzle_ids)
-        carry["steps"] = carry["steps"] + 1
-        carry["halted"] = model.halt(q_halt, carry["steps"])
-        # loss: per-puzzle mean of the token losses, plus 0.5 * BCE of "halt" against "my answer is
-        # exactly right", averaged over all slots (official: summed, divided by the global batch)
-        correct = logits.argmax(-1) == carry["labels"]  # (B, S)
-        exact = correct.all(-1)  # (B,)
-        lm_loss = stablemax_cross_entropy(logits, carry["labels"]).mean(-1)  # (B,)
-        halt_loss = F.binary_cross_entropy_with_logits(q_halt, exact.float(), reduction="none")
-        loss = (lm_loss.sum() + 0.5 * halt_loss.sum()) / B
-        loss.backward()
+        # --grad-accum K: the B slots run as K micro-batches of B/K slots (each its own slice of
+        # the carry), and their gradients add up to that of the whole batch
+        K = cfg["grad_accum"]
+        news, metrics = [], {}
+        for part in (slice(k * B // K, (k + 1) * B // K) for k in range(K)):
+            try:
+                with autocast:
+                    new, loss, m = step_fn(model, slots(carry, part), inputs[part], labels[part],
+                                           puzzle_ids[part])
+                (loss / K).backward()
+            except torch.OutOfMemoryError:
+                sys.exit(f"out of {device.type} memory with {B // K} slots per micro-batch: run "
+                         f"with --grad-accum {2 * K} (the same training, in smaller pieces)")
+            news.append(new)
+            # sums over the slots, but the loss is a mean: average it over the micro-batches
+            metrics = {name: metrics.get(name, 0) + (value / K if name == "loss" else value)
+                       for name, value in m.items()}
+        carry.update(news[0] if K == 1 else join_slots(news))
         opt.step()
         emb_opt.step()
         opt.zero_grad(set_to_none=True)
         emb_opt.zero_grad(set_to_none=True)
         if cfg["ema"]:
             ema_update(ema_model, model, cfg["ema"])
-        # metrics of the puzzles that finished at this step (summed; divided at log time)
-        done = carry["halted"].float()
-        return dict(loss=loss.detach(), halted=done.sum(), exact=(exact * done).sum(),
-                    cell=(correct.float().mean(-1) * done).sum(),
-                    steps=(carry["steps"] * done).sum())
+        return metrics
 
     if cfg["bench"]:
         for step in range(3):  # warm-up (and compilation)
@@ -429,9 +549,23 @@ def main(argv=None):
         else:  # the whole process's peak resident memory (Linux reports KiB)
             import resource  # Unix only, so imported here
             mem = f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
+        flops, peak = flops_per_step(model, B), peak_flops(device)
+        mfu = f"MFU {flops / dt / peak:.1%}" if peak and cfg["dtype"] == "bf16" else "MFU n/a"
         print(f"bench | {cfg['bench']} steps | {1 / dt:.2f} steps/s | {B / dt:.0f} samples/s | "
-              f"{1000 * dt:.1f} ms/step | {mem} | projected {cfg['steps']} steps: "
+              f"{1000 * dt:.1f} ms/step | {flops / 1e12:.1f} TFLOP/step, {flops / dt / 1e12:.1f} "
+              f"TFLOP/s, {mfu} | {mem} | projected {cfg['steps']} steps: "
               f"{fmt_time(dt * cfg['steps'])}")
+        # evaluation throughput: --eval-limit test puzzles (0 = all), every one for all N_sup
+        # steps; the first pass warms up (and compiles for each batch shape), the second is timed
+        for _ in range(2):
+            sync()
+            t0 = time.time()
+            result = evaluate(eval_fn, test, cfg, cfg["eval_limit"], autocast)
+            dt = time.time() - t0
+        full = len(test.inputs) / result["puzzles"] * dt
+        print(f"bench | eval | {result['puzzles']} puzzles x {model.max_steps} steps, batch "
+              f"{cfg['eval_batch_size']} | {result['puzzles'] / dt:.0f} puzzles/s | full test "
+              f"split ({len(test.inputs)} puzzles): {fmt_time(full)}")
         return None
 
     # -------------------------------------------------------------------------
@@ -476,7 +610,7 @@ def main(argv=None):
         if evaluating:
             # deviation: intermediate evals may use the first --eval-limit test puzzles (the
             # official code evaluates all 422,786 Sudoku puzzles every time); the final uses all
-            result = evaluate(ema_model, test, cfg, 0 if last else cfg["eval_limit"], autocast)
+            result = evaluate(eval_fn, test, cfg, 0 if last else cfg["eval_limit"], autocast)
             evals.append(dict(step=step + 1, **result))
             progress.log(f"eval {step + 1:6d} | test exact {result['exact']:.4f} | cell "
                          f"{result['cell']:.4f} | {result['puzzles']} puzzles | "

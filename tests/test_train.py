@@ -9,6 +9,8 @@ import torch
 
 import data
 import train
+from hrm import HRM, HRMConfig
+from trm import TRM, TRMConfig
 
 TINY = ["--task", "sudoku4", "--hidden", "32", "--heads", "2", "--batch-size", "16",
         "--prefix-len", "2", "--eval-limit", "32", "--eval-batch-size", "32", "--log-every", "1",
@@ -24,6 +26,19 @@ def test_stablemax_cross_entropy_by_hand():
     loss = train.stablemax_cross_entropy(logits, labels)
     assert loss.dtype == torch.float64
     assert torch.allclose(loss, torch.tensor([expected], dtype=torch.float64))
+
+
+def test_stablemax_gradient_is_finite_at_logit_one():
+    """bf16 logits are often exactly 1.0, where the discarded branch 1 / (1 - x) is infinite; its
+    gradient must not leak into the loss's as NaN (this stopped a GPU run at step 200)."""
+    logits = torch.tensor([[[1.0, 0.5, -2.0]]], requires_grad=True)
+    train.stablemax_cross_entropy(logits, torch.tensor([[2]])).sum().backward()
+    s = torch.tensor([2.0, 1.5, 1 / 3], dtype=torch.float64)  # s(v) of the three logits
+    # d/dv of log(sum s) - log(s_label): s'(v) / sum s, minus s'(v) / s_label for the label
+    expected = torch.tensor([1.0, 1.0, (1 / 9)]) / s.sum().float()
+    expected[2] -= (1 / 9) / (1 / 3)
+    assert torch.isfinite(logits.grad).all()
+    assert torch.allclose(logits.grad[0, 0], expected, atol=1e-6)
 
 
 def test_adam_atan2_matches_its_formula():
@@ -95,7 +110,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert "NaN/Inf" in open(f"{out}/log.txt").read()
 
 
-def test_dry_run_prints_the_paper_parameter_count(tmp_path, capsys):
+@pytest.mark.parametrize("model,params", [("trm", 5028866), ("hrm", 27275266)])
+def test_dry_run_prints_the_paper_parameter_count(tmp_path, capsys, model, params):
     # an official-format folder: a few generated 9x9 puzzles, repeated to the 1k the recipe samples
     import random
     rng = random.Random(0)
@@ -107,18 +123,19 @@ def test_dry_run_prints_the_paper_parameter_count(tmp_path, capsys):
     for name, count in (("train.csv", 1000), ("test.csv", 8)):
         (tmp_path / name).write_text("source,question,answer,rating\n" +
                                      "\n".join(rows[i % 4] for i in range(count)) + "\n")
-    train.main(["--task", "sudoku", "--data-dir", str(tmp_path), "--dry-run", "--out",
-                str(tmp_path / "out"), "--device", "cpu"])
+    train.main(["--model", model, "--task", "sudoku", "--data-dir", str(tmp_path), "--dry-run",
+                "--out", str(tmp_path / "out"), "--device", "cpu"])
     printed = capsys.readouterr().out
-    assert "params: 5028866" in printed
+    assert f"params: {params}" in printed
     assert "GENERATED" not in printed.split("config:")[0]
 
 
-def test_a_tiny_model_learns_a_small_task(tmp_path):
-    """The sudoku4 preset (TRM-MLP, D=64) for 250 steps, about a minute on 2 CPU cores."""
+@pytest.mark.parametrize("model", ["trm", "hrm"])
+def test_a_tiny_model_learns_a_small_task(tmp_path, model):
+    """The sudoku4 preset (MLP-t, D=64) for 250 steps, about a minute on 2 CPU cores."""
     out = str(tmp_path / "learn")
-    final = train.main(["--task", "sudoku4", "--steps", "250", "--eval-every", "250",
-                        "--log-every", "50", "--out", out])
+    final = train.main(["--model", model, "--task", "sudoku4", "--steps", "250", "--eval-every",
+                        "250", "--log-every", "50", "--out", out])
     results = json.load(open(f"{out}/results.json"))
     assert results["generated"] and results["test_exact"] == final["exact"]
     assert final["puzzles"] == 1000  # the final eval uses the whole test set
@@ -129,6 +146,90 @@ def test_a_tiny_model_learns_a_small_task(tmp_path):
 
 def test_bench_reports_speed_and_memory(tmp_path, capsys):
     train.main(TINY + ["--bench", "2", "--out", str(tmp_path)])
-    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("bench |")][0]
-    steps_per_s = float(line.split("|")[2].split()[0])
-    assert steps_per_s > 0 and "peak RSS" in line and "ms/step" in line
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("bench |")]
+    steps_per_s = float(lines[0].split("|")[2].split()[0])
+    assert steps_per_s > 0 and "peak RSS" in lines[0] and "ms/step" in lines[0]
+    assert "TFLOP/step" in lines[0] and "MFU n/a" in lines[0]  # no peak to compare with on a CPU
+    # evaluation throughput: the --eval-limit 32 puzzles, each for all N_sup = 8 steps
+    assert lines[1].startswith("bench | eval | 32 puzzles x 8 steps")
+    assert float(lines[1].split("|")[3].split()[0]) > 0  # puzzles/s
+
+
+def test_recursion_flags_belong_to_their_model():
+    """T means different things in the two papers; the other model's symbols are refused."""
+    with pytest.raises(SystemExit):
+        train.resolve_config(["--model", "hrm", "--n", "3"])
+    with pytest.raises(SystemExit):
+        train.resolve_config(["--model", "trm", "--M-max", "4"])
+    cfg = train.resolve_config(["--model", "hrm", "--task", "sudoku", "--T", "3"])
+    assert (cfg["N"], cfg["T"], cfg["M_max"]) == (2, 3, 16) and "n" not in cfg
+
+
+def test_flop_counts_of_the_paper_presets():
+    """Matmul + attention FLOPs per optimiser step at batch 768: forward of every net call plus
+    2x forward for the calls with gradient (HRM: plus its Q-target segment)."""
+    trm_mlp = TRM(TRMConfig(vocab_size=11, seq_len=81, mlp_t=True))  # 21 calls, 7 with grad
+    hrm_att = HRM(HRMConfig(vocab_size=11, seq_len=81))  # 2 x 6 calls, 2 with grad
+    trm_maze = TRM(TRMConfig(vocab_size=6, seq_len=900, n=4))  # 15 calls, 5 with grad
+    # per block and sample, by hand: SwiGLU 6*L*D*1536; MLP-t 6*D*L*512 (L = 97);
+    # attention 8*L*D^2 + 4*L^2*D
+    mlp = 6 * 97 * 512 * 1536 + 6 * 512 * 97 * 512
+    att82 = 6 * 82 * 512 * 1536 + 8 * 82 * 512 ** 2 + 4 * 82 ** 2 * 512
+    att916 = 6 * 916 * 512 * 1536 + 8 * 916 * 512 ** 2 + 4 * 916 ** 2 * 512
+    assert train.flops_per_step(trm_mlp, 768) == 768 * 2 * mlp * (21 + 2 * 7)
+    assert train.flops_per_step(hrm_att, 768) == 768 * 4 * att82 * (12 + 2 * 2)
+    assert train.flops_per_step(trm_maze, 768) == 768 * 2 * att916 * (15 + 2 * 5)
+    assert round(train.flops_per_step(trm_mlp, 768) / 1e12, 1) == 32.8
+    assert round(train.flops_per_step(hrm_att, 768) / 1e12, 1) == 28.1
+
+
+@pytest.mark.parametrize("model", ["trm-mlp", "trm-att", "hrm"])
+def test_the_supervision_step_compiles_without_graph_breaks(model):
+    """--compile turns the whole supervision step (refill, forward, halting, loss) into one graph;
+    tracing it with torch._dynamo.explain needs no compiler, so it runs on any CPU."""
+    torch.manual_seed(0)
+    small = dict(vocab_size=6, seq_len=16, hidden_size=32, num_heads=4)
+    net = {"trm-mlp": TRM(TRMConfig(**small, mlp_t=True, n=2, T=2, N_sup=4)),
+           "trm-att": TRM(TRMConfig(**small, n=2, T=2, N_sup=4)),
+           "hrm": HRM(HRMConfig(**small, num_layers=1, N=2, T=2, M_max=4))}[model]
+    B = 4
+    carry = dict(state=net.initial_state(B), steps=torch.zeros(B, dtype=torch.long),
+                 halted=torch.ones(B, dtype=torch.bool),
+                 inputs=torch.zeros(B, 16, dtype=torch.uint8),
+                 labels=torch.zeros(B, 16, dtype=torch.uint8))
+    inputs, labels = (torch.randint(1, 6, (B, 16), dtype=torch.uint8) for _ in range(2))
+    explained = torch._dynamo.explain(train.supervision_step)(
+        net, carry, inputs, labels, torch.zeros(B, dtype=torch.long))
+    assert explained.graph_break_count == 0 and explained.graph_count == 1
+
+
+@pytest.mark.parametrize("Model,Config", [(TRM, TRMConfig), (HRM, HRMConfig)])
+def test_grad_accum_micro_batches_give_the_whole_batch_gradient(Model, Config):
+    """--grad-accum K runs the carry's slots as K slices; gradients and new carry must be those of
+    the whole batch (the loss is a mean over slots, so each slice's loss is scaled by 1/K)."""
+    torch.manual_seed(0)
+    model = Model(Config(vocab_size=6, seq_len=16, hidden_size=32, num_heads=4, mlp_t=True,
+                         halt_exploration_prob=0.0, **{"trm": dict(n=2, T=2, N_sup=4),
+                                                       "hrm": dict(num_layers=1, M_max=4)}
+                         [Model.__name__.lower()]))
+    B = 6
+    inputs, labels = (torch.randint(1, 6, (B, 16), dtype=torch.uint8) for _ in range(2))
+    ids = torch.zeros(B, dtype=torch.long)
+    carry = dict(state=model.initial_state(B), steps=torch.zeros(B, dtype=torch.long),
+                 halted=torch.ones(B, dtype=torch.bool), inputs=inputs, labels=labels)
+    whole, loss, _ = train.supervision_step(model, carry, inputs, labels, ids)
+    loss.backward()
+    expected = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    parts = []
+    for part in (slice(0, 2), slice(2, 4), slice(4, 6)):
+        new, loss, _ = train.supervision_step(model, train.slots(carry, part), inputs[part],
+                                              labels[part], ids[part])
+        (loss / 3).backward()
+        parts.append(new)
+    for p, g in zip(model.parameters(), expected):
+        assert torch.allclose(p.grad, g, atol=1e-6, rtol=1e-4)
+    joined = train.join_slots(parts)
+    assert torch.allclose(joined["state"][0], whole["state"][0], atol=1e-5)
+    assert torch.equal(joined["steps"], whole["steps"]) and torch.equal(joined["halted"],
+                                                                        whole["halted"])

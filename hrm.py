@@ -21,7 +21,8 @@ Only z_H is read out. The paper's pseudocode (Fig. 4), which this file follows:
         ...
 
 The gradient through the last f_L and f_H calls alone is the "one-step" approximation of the
-implicit-function-theorem gradient at a fixed point (paper §2); notebooks/ has the derivation.
+implicit-function-theorem gradient at a fixed point (paper §2): it assumes the recursion has
+converged, which TRM questions (TRM paper §2.3).
 Halting is learned by Q-learning: a halt and a continue logit, the continue target taken from one
 more segment (`continue_target`). Training (the loop over segments with its carry of batch slots)
 lives in train.py, shared with TRM. Weights and layouts match the official code (sapientinc/HRM),
@@ -201,10 +202,14 @@ class HRM(nn.Module):
         # the puzzle-embedding table is not counted (a buffer in the official code: "27M")
         return sum(p.numel() for name, p in self.named_parameters() if name != "puzzle_emb")
 
+    def net_calls(self) -> int:
+        """Module calls in one segment: N cycles of T f_L calls and one f_H call."""
+        return self.config.N * (self.config.T + 1)
+
     def calls_per_step(self) -> tuple[int, int]:
         """Module calls per training step: run forward (the segment, and the one more segment of
         the Q-learning target), and back-propagated (the last f_L and f_H calls)."""
-        return 2 * self.config.N * (self.config.T + 1), 2
+        return 2 * self.net_calls(), 2
 
     def input_embedding(self, inputs: torch.Tensor, puzzle_ids: torch.Tensor) -> torch.Tensor:
         B, P = inputs.shape[0], self.config.puzzle_emb_len
@@ -258,6 +263,9 @@ class HRM(nn.Module):
         r = reset.view(-1, 1, 1)
         return (torch.where(r, self.zH_init, state[0]), torch.where(r, self.zL_init, state[1]))
 
+    def wants_to_halt(self, q: torch.Tensor) -> torch.Tensor:
+        return q[:, 0] > q[:, 1]  # Q(halt) > Q(continue)
+
     @torch.no_grad()
     def halt(self, q: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
         """Which slots stop after this segment; steps (B,) counts the segments taken so far.
@@ -268,7 +276,7 @@ class HRM(nn.Module):
         M_max = self.config.M_max
         halted = steps >= M_max
         if self.training and M_max > 1:
-            halted = halted | (q[:, 0] > q[:, 1])
+            halted = halted | self.wants_to_halt(q)
             explore = torch.rand_like(q[:, 0]) < self.config.halt_exploration_prob
             min_steps = explore * torch.randint_like(steps, 2, M_max + 1)
             halted = halted & (steps >= min_steps)

@@ -192,9 +192,13 @@ class TRM(nn.Module):
         # the puzzle-embedding table is not counted, as in the paper's "5M / 7M"
         return sum(p.numel() for name, p in self.named_parameters() if name != "puzzle_emb")
 
+    def net_calls(self) -> int:
+        """Net calls in one supervision step: T times (n latent updates, one answer update)."""
+        return self.config.T * (self.config.n + 1)
+
     def calls_per_step(self) -> tuple[int, int]:
-        """Net calls per training step (supervision step): run forward, and back-propagated."""
-        return self.config.T * (self.config.n + 1), self.config.n + 1
+        """Net calls per training step: run forward, and back-propagated (the last recursion)."""
+        return self.net_calls(), self.config.n + 1
 
     def input_embedding(self, inputs: torch.Tensor, puzzle_ids: torch.Tensor) -> torch.Tensor:
         B, P = inputs.shape[0], self.config.puzzle_emb_len
@@ -244,6 +248,9 @@ class TRM(nn.Module):
         r = reset.view(-1, 1, 1)
         return (torch.where(r, self.y_init, state[0]), torch.where(r, self.z_init, state[1]))
 
+    def wants_to_halt(self, q_halt: torch.Tensor) -> torch.Tensor:
+        return q_halt > 0  # the head's guess: "my answer is already right"
+
     @torch.no_grad()
     def halt(self, q_halt: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
         """Which slots stop after this supervision step; steps (B,) counts the steps taken so far.
@@ -254,7 +261,7 @@ class TRM(nn.Module):
         N_sup = self.config.N_sup
         halted = steps >= N_sup
         if self.training and N_sup > 1:
-            halted = halted | (q_halt > 0)
+            halted = halted | self.wants_to_halt(q_halt)
             explore = torch.rand_like(q_halt) < self.config.halt_exploration_prob
             min_steps = explore * torch.randint_like(steps, 2, N_sup + 1)
             halted = halted & (steps >= min_steps)

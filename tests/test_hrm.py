@@ -13,20 +13,15 @@ def tiny(**kw) -> HRM:
     return HRM(HRMConfig(**{**config, **kw}))
 
 
-def batch(model, B=5):
-    inputs = torch.randint(1, model.config.vocab_size, (B, model.config.seq_len))
-    return inputs, torch.zeros(B, dtype=torch.long)
-
-
 def record_calls(module, calls: list, backward_calls: list):
     module.register_forward_hook(lambda m, i, o: calls.append(torch.is_grad_enabled()))
     module.register_full_backward_hook(lambda m, gi, go: backward_calls.append(1))
 
 
 @pytest.mark.parametrize("mlp_t", [False, True])
-def test_shapes(mlp_t):
+def test_shapes(mlp_t, random_batch):
     model = tiny(mlp_t=mlp_t)
-    inputs, ids = batch(model)
+    inputs, ids = random_batch(model)
     (z_H, z_L), logits, q = model(model.initial_state(5), inputs, ids)
     assert z_H.shape == z_L.shape == (5, 1 + 16, 32)  # one prefix token + grid cells
     assert logits.shape == (5, 16, 6)
@@ -34,7 +29,7 @@ def test_shapes(mlp_t):
 
 
 @pytest.mark.parametrize("N,T", [(2, 2), (3, 2), (2, 3), (1, 1)])
-def test_one_step_gradient(N, T):
+def test_one_step_gradient(N, T, random_batch):
     """Per segment: N*T f_L calls and N f_H calls, in the order L..L H L..L H, and only the last
     f_L call and the last f_H call back-propagated."""
     model = tiny(N=N, T=T)
@@ -43,7 +38,7 @@ def test_one_step_gradient(N, T):
     record_calls(model.H_layers[0], H_calls, H_back)
     model.L_layers[0].register_forward_hook(lambda m, i, o: order.append("L"))
     model.H_layers[0].register_forward_hook(lambda m, i, o: order.append("H"))
-    inputs, ids = batch(model)
+    inputs, ids = random_batch(model)
     _, logits, q = model(model.initial_state(5), inputs, ids)
     assert "".join(order) == ("L" * T + "H") * N
     assert L_calls == [False] * (N * T - 1) + [True]
@@ -52,10 +47,10 @@ def test_one_step_gradient(N, T):
     assert len(L_back) == 1 and len(H_back) == 1
 
 
-def test_only_the_low_level_sees_the_input():
+def test_only_the_low_level_sees_the_input(random_batch):
     """f_L(z_L, z_H, x) gets z_H + x injected; f_H(z_H, z_L) only z_L (official input injection)."""
     model = tiny()
-    inputs, ids = batch(model)
+    inputs, ids = random_batch(model)
     x = model.input_embedding(inputs, ids)
     z_H, z_L = model.initial_state(5)
     injected = {}
@@ -74,9 +69,9 @@ def test_only_the_low_level_sees_the_input():
     assert torch.allclose(injected["H"], z_H + second_L, atol=1e-6)
 
 
-def test_carry_is_detached_between_segments():
+def test_carry_is_detached_between_segments(random_batch):
     model = tiny()
-    inputs, ids = batch(model)
+    inputs, ids = random_batch(model)
     state, _, _ = model(model.initial_state(5), inputs, ids)
     assert not state[0].requires_grad and not state[1].requires_grad
     _, logits, _ = model(state, inputs, ids)
@@ -97,11 +92,11 @@ def test_halting_rule():
     assert model.eval().halt(q, steps).tolist() == [False, False, True, False]
 
 
-def test_continue_target_is_the_next_segments_value():
+def test_continue_target_is_the_next_segments_value(random_batch):
     model = tiny(M_max=4).train()
     with torch.no_grad():  # non-zero Q head, so that the two logits differ
         model.Q_head.weight.normal_(0, 0.3)
-    inputs, ids = batch(model, B=4)
+    inputs, ids = random_batch(model, B=4)
     state, _, _ = model(model.initial_state(4), inputs, ids)
     _, _, q_next = model(state, inputs, ids)
     steps = torch.tensor([1, 2, 3, 4])  # the last slot is at M_max: it cannot continue
@@ -120,9 +115,9 @@ def test_continue_target_is_the_next_segments_value():
     assert torch.allclose(loss, expected)
 
 
-def test_initial_q_values_are_equal_and_low():
+def test_initial_q_values_are_equal_and_low(random_batch):
     model = tiny()
-    inputs, ids = batch(model)
+    inputs, ids = random_batch(model)
     _, _, q = model(model.initial_state(5), inputs, ids)
     assert torch.allclose(q, torch.full((5, 2), -5.0))  # zero weights, bias -5: never halts early
 

@@ -13,15 +13,10 @@ def tiny(**kw) -> TRM:
     return TRM(TRMConfig(**{**config, **kw}))
 
 
-def batch(model, B=5):
-    inputs = torch.randint(1, model.config.vocab_size, (B, model.config.seq_len))
-    return inputs, torch.zeros(B, dtype=torch.long)
-
-
 @pytest.mark.parametrize("mlp_t", [False, True])
-def test_shapes(mlp_t):
+def test_shapes(mlp_t, random_batch):
     model = tiny(mlp_t=mlp_t)
-    inputs, ids = batch(model)
+    inputs, ids = random_batch(model)
     (y, z), logits, q_halt = model(model.initial_state(5), inputs, ids)
     assert y.shape == z.shape == (5, 4 + 16, 32)  # prefix + grid cells
     assert logits.shape == (5, 16, 6)
@@ -29,14 +24,14 @@ def test_shapes(mlp_t):
 
 
 @pytest.mark.parametrize("n,T", [(3, 2), (2, 3), (1, 1)])
-def test_only_the_last_recursion_carries_gradient(n, T):
+def test_only_the_last_recursion_carries_gradient(n, T, random_batch):
     """Per supervision step: T*(n+1) net calls, exactly the last n+1 of them back-propagated."""
     model = tiny(n=n, T=T)
     calls, backward_calls = [], []
     first_block = model.net_layers[0]
     first_block.register_forward_hook(lambda m, i, o: calls.append(torch.is_grad_enabled()))
     first_block.register_full_backward_hook(lambda m, gi, go: backward_calls.append(1))
-    inputs, ids = batch(model)
+    inputs, ids = random_batch(model)
     _, logits, q_halt = model(model.initial_state(5), inputs, ids)
     assert len(calls) == T * (n + 1)
     assert calls == [False] * ((T - 1) * (n + 1)) + [True] * (n + 1)
@@ -44,9 +39,9 @@ def test_only_the_last_recursion_carries_gradient(n, T):
     assert len(backward_calls) == n + 1
 
 
-def test_state_is_detached_between_supervision_steps():
+def test_state_is_detached_between_supervision_steps(random_batch):
     model = tiny()
-    inputs, ids = batch(model)
+    inputs, ids = random_batch(model)
     state, _, _ = model(model.initial_state(5), inputs, ids)
     assert not state[0].requires_grad and not state[1].requires_grad
     # the second step's loss depends on the first step only through the (constant) carried state:
@@ -60,9 +55,9 @@ def test_state_is_detached_between_supervision_steps():
         assert (g1 is None and g2 is None) or torch.equal(g1, g2)
 
 
-def test_reset_state_only_touches_reset_slots():
+def test_reset_state_only_touches_reset_slots(random_batch):
     model = tiny()
-    inputs, ids = batch(model)
+    inputs, ids = random_batch(model)
     state, _, _ = model(model.initial_state(5), inputs, ids)
     reset = torch.tensor([True, False, True, False, False])
     y, z = model.reset_state(state, reset)
@@ -91,9 +86,9 @@ def test_exploration_delays_halting():
     assert abs(halted.float().mean().item() - 8 / 15) < 0.03
 
 
-def test_initial_halting_probability_is_small():
+def test_initial_halting_probability_is_small(random_batch):
     model = tiny()
-    inputs, ids = batch(model)
+    inputs, ids = random_batch(model)
     _, _, q_halt = model(model.initial_state(5), inputs, ids)
     assert torch.allclose(q_halt, torch.full((5,), -5.0))  # zero weights, bias -5
 

@@ -314,56 +314,52 @@ def get_batch(train, step: int, cfg: dict):
 
 
 # -----------------------------------------------------------------------------
-# evaluation: every test puzzle gets all N_sup supervision steps from a fresh state
+# evaluation: every test puzzle runs a number of supervision steps from a fresh state
 
 @torch.no_grad()
-def evaluate(model, test, cfg: dict, limit: int = 0, autocast=nullcontext()) -> dict:
+def run_on_test(model, test, cfg: dict, steps: int, limit: int = 0, autocast=nullcontext()):
+    """The first `limit` test puzzles (0 = all), each run for `steps` supervision steps. Returns,
+    per puzzle and step, whether its answer is exactly right and whether the halting head wants to
+    stop ((num, steps) bools, kept on the device: no host sync per step), and the cell accuracy
+    after the last step."""
     model.eval()
-    num = min(limit, len(test.inputs)) if limit else len(test.inputs)
-    N_sup = model.max_steps
-    # counts stay on the device: one host sync at the end, not one per step
-    exact_by_step = torch.zeros(N_sup, dtype=torch.long, device=cfg["device"])
-    cell_correct = torch.zeros((), device=cfg["device"])
-    for start in range(0, num, cfg["eval_batch_size"]):
-        inputs = test.inputs[start:min(num, start + cfg["eval_batch_size"])].to(cfg["device"])
-        labels = test.labels[start:start + len(inputs)].to(cfg["device"])
-        ids = torch.zeros(len(inputs), dtype=torch.long, device=cfg["device"])
-        state = model.initial_state(len(inputs))
-        for step in range(N_sup):
-            with autocast:
-                state, logits, _ = model(state, inputs, ids)
-            correct = logits.argmax(-1) == labels  # (B, S)
-            exact_by_step[step] += correct.all(-1).sum()
-        cell_correct += correct.float().mean(-1).sum()
-    model.train()
-    exact_by_step = exact_by_step.tolist()
-    return dict(exact=exact_by_step[-1] / num, cell=cell_correct.item() / num, puzzles=num,
-                exact_by_step=[round(a / num, 4) for a in exact_by_step])
-
-
-@torch.no_grad()
-def test_time_scaling(model, test, cfg: dict, counts: list, autocast=nullcontext()) -> list:
-    """Accuracy vs test-time compute. Every test puzzle runs max(counts) supervision steps (more
-    than training's N_sup if asked), recording after each step whether its answer is exactly right
-    and whether the halting head wants to stop. From that one pass come two curves:
-    fixed: the answer after exactly k steps;
-    adaptive: the answer at the first step whose head says stop (at most k): what inference with
-    learned halting would return, with its mean number of steps."""
-    model.eval()
-    K, num = max(counts), min(cfg["eval_limit"] or len(test.inputs), len(test.inputs))
-    exact = torch.zeros(num, K, dtype=torch.bool, device=cfg["device"])
-    wants = torch.zeros(num, K, dtype=torch.bool, device=cfg["device"])
+    num = min(limit or len(test.inputs), len(test.inputs))
+    exact = torch.zeros(num, steps, dtype=torch.bool, device=cfg["device"])
+    wants = torch.zeros(num, steps, dtype=torch.bool, device=cfg["device"])
+    cell = torch.zeros((), device=cfg["device"])
     for start in range(0, num, cfg["eval_batch_size"]):
         rows = slice(start, min(num, start + cfg["eval_batch_size"]))
         inputs, labels = test.inputs[rows].to(cfg["device"]), test.labels[rows].to(cfg["device"])
         ids = torch.zeros(len(inputs), dtype=torch.long, device=cfg["device"])
         state = model.initial_state(len(inputs))
-        for k in range(K):
+        for k in range(steps):
             with autocast:
                 state, logits, q = model(state, inputs, ids)
-            exact[rows, k] = (logits.argmax(-1) == labels).all(-1)
+            correct = logits.argmax(-1) == labels  # (B, S)
+            exact[rows, k] = correct.all(-1)
             wants[rows, k] = model.wants_to_halt(q)
+        cell += correct.float().mean(-1).sum()
     model.train()
+    return exact, wants, cell.item() / num
+
+
+def evaluate(model, test, cfg: dict, limit: int = 0, autocast=nullcontext()) -> dict:
+    """Test exact accuracy after all N_sup steps (what the official code reports), and per step."""
+    exact, _, cell = run_on_test(model, test, cfg, model.max_steps, limit, autocast)
+    by_step = exact.float().mean(0).tolist()
+    return dict(exact=by_step[-1], cell=cell, puzzles=len(exact),
+                exact_by_step=[round(a, 4) for a in by_step])
+
+
+def test_time_scaling(model, test, cfg: dict, counts: list, autocast=nullcontext()) -> list:
+    """Accuracy vs test-time compute. Every test puzzle runs max(counts) supervision steps (more
+    than training's N_sup if asked); from that one pass come two curves:
+    fixed: the answer after exactly k steps;
+    adaptive: the answer at the first step whose halting head says stop (at most k): what
+    inference with learned halting would return, with its mean number of steps."""
+    K = max(counts)
+    exact, wants, _ = run_on_test(model, test, cfg, K, cfg["eval_limit"], autocast)
+    num = len(exact)
     calls, table = model.net_calls(), []
     step_no = torch.arange(1, K + 1, device=exact.device)
     for k in sorted(counts):

@@ -17,6 +17,10 @@ tokens
           input with the unique shortest path from S to G drawn as 'o'.
   PAD never occurs here (every grid is full); it is kept so the ids match the official datasets.
 
+pictures
+  decode(puzzles, tokens) writes one grid as text; show(puzzles, tokens, ax) draws it on a
+  matplotlib Axes, with givens, right and wrong cells and the cells changed since a previous answer.
+
 The benchmarks come from `data_dir` if given, else the cache under `cache_dir`, else a download
 from Hugging Face ($HF_ENDPOINT, default https://huggingface.co). If that fails we fall back to our
 offline generator and say so loudly: generated data is never the benchmark, and
@@ -583,3 +587,104 @@ def augment(kind: str, grid: tuple[int, int], inputs: torch.Tensor, labels: torc
         t = t.gather(1, perm)  # (B, S)
         out.append(lut.to(t.device).gather(1, t.long()).to(t.dtype) if kind == "sudoku" else t)
     return out[0], out[1]
+
+
+# ---- pictures: show() draws one grid on a matplotlib Axes, for notebooks. matplotlib is imported
+# inside it, so the data module itself needs only torch and numpy (as train.py's plots do)
+
+SHOW_COLOURS = dict(
+    given="#d9d9d9",  # fill of a Sudoku given (a digit of the question), whose digit is bold black
+    answer="white",  # fill of a cell the model fills in, when there is no label to judge it
+    right="#b6e3ad",  # fill of an answer cell that agrees with the label (maze: a path cell)
+    wrong="#f4a09c",  # fill of any cell that disagrees with the label (or with a given)
+    changed="#ff8c00",  # frame of a cell whose token differs from `previous`
+    wall="#3c3c3c",  # fill of a maze wall
+    ends="#ffe08a",  # fill of the maze's S and G
+    ink="black",  # the question's text: given digits, S and G
+    pen="#1f4fbf",  # the answer's marks: the model's digits, maze path dots
+)
+
+
+def _show_row(name, value, size=None):
+    """One puzzle's tokens as a 1-D int array; a clear error for a batch or a wrong length."""
+    a = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
+    if a.ndim != 1 or (size is not None and len(a) != size):
+        want = "S" if size is None else f"S = {size}"
+        raise ValueError(f"show: {name} must be one puzzle, a 1-D row of {want} tokens (e.g. "
+                         f"test.inputs[i]); got shape {tuple(a.shape)}")
+    return a.astype(np.int64)
+
+
+def show(puzzles, tokens, ax=None, *, inputs=None, label=None, previous=None, fontsize=None):
+    """Draw one (S,) token row as a picture on a matplotlib Axes (default: the current one); returns
+    the Axes. `puzzles` is a PuzzleSet or a kind string, as in decode(). Colours (SHOW_COLOURS):
+
+    Sudoku  inputs (the question) marks the givens: bold black digits on grey. The other cells are
+            the answer: blue digits on white. A blank token is an empty cell, an invalid one '?'.
+            Thick lines are the box borders.
+    maze    walls are dark squares, S and G bold letters on yellow, path cells 'o' blue dots; these
+            come from the tokens themselves, so inputs is not needed.
+    label   (the right answer) colours the cells: an answer cell that agrees with it is green
+            (maze: a path cell), any cell that disagrees is red (a wrong digit, an overwritten given,
+            a path cell missed or added, a wall drawn where there is none). A Sudoku given that the
+            tokens overwrite is red even without a label.
+    previous (e.g. the prediction one supervision step earlier) frames in orange every cell whose
+            token changed since.
+    fontsize of the digits and letters; by default they fit the cells of this Axes.
+
+    Each artist's gid names its cell i = row * n + col ("cell i", "text i", "dot i", "frame i")."""
+    from matplotlib.patches import Circle, Rectangle
+    kind = getattr(puzzles, "kind", puzzles)
+    if kind not in ("sudoku", "maze"):
+        raise ValueError(f"show: puzzles must be a PuzzleSet or 'sudoku' / 'maze', got {kind!r}")
+    t = _show_row("tokens", tokens)
+    n = math.isqrt(len(t))
+    if n < 2 or n * n != len(t):
+        raise ValueError(f"show: {len(t)} tokens do not make a square grid (S = n * n)")
+    x, y, before = (None if v is None else _show_row(name, v, len(t)) for name, v in
+                    (("inputs", inputs), ("label", label), ("previous", previous)))
+    br, bc = _box(n) if kind == "sudoku" else (n, n)
+    if br == 1:
+        raise ValueError(f"show: a {n}x{n} Sudoku has no boxes (the tasks have n = 4, 6 or 9)")
+    if ax is None:
+        import matplotlib.pyplot as plt
+        ax = plt.gca()
+    w, h = ax.get_window_extent().size  # display pixels: size the text to the cells
+    cell_pt = min(w, h) / n * 72 / ax.figure.dpi
+    fontsize = fontsize or 0.55 * cell_pt
+    c = SHOW_COLOURS
+    for i, tok in enumerate(t.tolist()):
+        row, col = divmod(i, n)
+        if kind == "sudoku":
+            given = x is not None and x[i] != SUDOKU_BLANK
+            text = "" if tok == SUDOKU_BLANK else str(tok - 1) if 2 <= tok <= n + 1 else "?"
+            fill = c["given"] if given else c["answer"]
+            wrong = (given and tok != x[i]) or (y is not None and tok != y[i])
+            right = y is not None and not given and not wrong
+        else:
+            given = tok in (WALL, START, GOAL)
+            text = {START: "S", GOAL: "G", WALL: "", OPEN: "", PATH: ""}.get(tok, "?")
+            fill = {WALL: c["wall"], START: c["ends"], GOAL: c["ends"]}.get(tok, c["answer"])
+            wrong = y is not None and tok != y[i]
+            right = y is not None and not wrong and tok == PATH
+            if wrong and tok == WALL:
+                text = "#"  # the red fill hides the wall colour: say what the cell holds
+        fill = c["wrong"] if wrong else c["right"] if right else fill
+        ax.add_patch(Rectangle((col, row), 1, 1, facecolor=fill, edgecolor="#a0a0a0",
+                               lw=min(0.8, 0.04 * cell_pt), gid=f"cell {i}"))
+        if text:
+            ax.text(col + 0.5, row + 0.5, text, ha="center", va="center", fontsize=fontsize,
+                    color=c["ink"] if given else c["pen"],
+                    fontweight="bold" if given else "normal", gid=f"text {i}")
+        if kind == "maze" and tok == PATH:
+            ax.add_patch(Circle((col + 0.5, row + 0.5), 0.22, color=c["pen"], gid=f"dot {i}"))
+        if before is not None and before[i] != tok:
+            ax.add_patch(Rectangle((col + 0.07, row + 0.07), 0.86, 0.86, fill=False,
+                                   edgecolor=c["changed"], lw=max(1.0, 0.1 * cell_pt),
+                                   gid=f"frame {i}"))
+    # the outer border, and the box borders of a Sudoku
+    ax.vlines(range(0, n + 1, bc), 0, n, color="black", lw=2, gid="box lines")
+    ax.hlines(range(0, n + 1, br), 0, n, color="black", lw=2, gid="box lines")
+    ax.set(xlim=(-0.05, n + 0.05), ylim=(n + 0.05, -0.05), aspect="equal")
+    ax.set_axis_off()
+    return ax

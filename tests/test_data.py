@@ -6,6 +6,7 @@ import http.server
 import random
 import shutil
 import socket
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -390,3 +391,139 @@ def test_real_sudoku_extreme_1k(tmp_path):
         " | " + " ".join(first[1][6:9])
     assert "".join(ch for ch in data.decode(test, test.labels[0]) if ch.isdigit()) == first[2]
     assert test.meta["rating"][0] == float(first[3])
+
+
+# ---- pictures: show() on an Agg figure, read back artist by artist
+
+def drawn(ax):
+    """{gid: artist} of the patches (cells, frames, dots) and texts show() put on ax."""
+    return {a.get_gid(): a for a in [*ax.patches, *ax.texts] if a.get_gid()}
+
+
+def new_axes():
+    figure = pytest.importorskip("matplotlib.figure")
+    return figure.Figure(figsize=(3, 3)).add_subplot()
+
+
+def colour_of(name):
+    from matplotlib.colors import to_rgba
+    return to_rgba(data.SHOW_COLOURS[name])
+
+
+# a 4x4 answer (digit d is token d + 1), its puzzle with four givens, and a prediction
+ANSWER4 = torch.tensor([1, 2, 3, 4, 3, 4, 1, 2, 2, 1, 4, 3, 4, 3, 2, 1]) + 1
+GIVEN4 = (0, 5, 10, 15)
+
+
+def puzzle4():
+    x = torch.full_like(ANSWER4, data.SUDOKU_BLANK)
+    x[list(GIVEN4)] = ANSWER4[list(GIVEN4)]
+    return x
+
+
+def test_show_sudoku_colours_givens_right_wrong_changed():
+    x = puzzle4()
+    pred = ANSWER4.clone()
+    pred[1] = 3 + 1  # a wrong digit in an answer cell
+    pred[15] = 2 + 1  # a given overwritten
+    pred[7] = data.SUDOKU_BLANK  # left blank
+    before = pred.clone()
+    before[1], before[2] = 2 + 1, data.SUDOKU_BLANK  # cells 1 and 2 changed since
+    a = drawn(data.show("sudoku", pred, new_axes(), inputs=x, label=ANSWER4, previous=before))
+    assert a["cell 0"].get_facecolor() == colour_of("given")  # a right given is just a given
+    assert a["text 0"].get_text() == "1" and a["text 0"].get_fontweight() == "bold"
+    assert a["cell 1"].get_facecolor() == colour_of("wrong")
+    assert a["text 1"].get_text() == "3" and a["text 1"].get_fontweight() == "normal"
+    assert a["text 1"].get_color() == data.SHOW_COLOURS["pen"]
+    assert a["cell 2"].get_facecolor() == colour_of("right")
+    assert a["cell 15"].get_facecolor() == colour_of("wrong")
+    assert a["cell 7"].get_facecolor() == colour_of("wrong") and "text 7" not in a
+    frames = {g for g in a if g.startswith("frame")}
+    assert frames == {"frame 1", "frame 2"}
+    assert a["frame 1"].get_edgecolor() == colour_of("changed") and not a["frame 1"].get_fill()
+    right = [i for i in range(16) if i not in GIVEN4 + (1, 7)]
+    assert all(a[f"cell {i}"].get_facecolor() == colour_of("right") for i in right)
+
+
+def test_show_sudoku_without_label():
+    x = puzzle4()
+    pred = ANSWER4.clone()
+    pred[0] = 2 + 1  # overwrites the given 1: wrong even without a label
+    a = drawn(data.show("sudoku", pred, new_axes(), inputs=x))
+    assert a["cell 0"].get_facecolor() == colour_of("wrong")
+    assert a["cell 5"].get_facecolor() == colour_of("given")
+    assert all(a[f"cell {i}"].get_facecolor() == colour_of("answer")
+               for i in range(16) if i not in GIVEN4)
+    assert not any(g.startswith("frame") for g in a)
+    # the puzzle itself: blanks are empty cells, the givens' digits bold
+    a = drawn(data.show("sudoku", x, new_axes(), inputs=x))
+    assert {g for g in a if g.startswith("text")} == {f"text {i}" for i in GIVEN4}
+
+
+@pytest.mark.parametrize("n, rows, cols", [(4, [0, 2, 4], [0, 2, 4]), (6, [0, 2, 4, 6], [0, 3, 6]),
+                                           (9, [0, 3, 6, 9], [0, 3, 6, 9])])
+def test_show_sudoku_box_lines(n, rows, cols):
+    ax = data.show("sudoku", np.full(n * n, data.SUDOKU_BLANK), new_axes())
+    lines = [c for c in ax.collections if c.get_gid() == "box lines"]
+    xs = sorted({round(s[0][0], 6) for c in lines for s in c.get_segments() if s[0][0] == s[1][0]})
+    ys = sorted({round(s[0][1], 6) for c in lines for s in c.get_segments() if s[0][1] == s[1][1]})
+    assert (xs, ys) == (cols, rows)
+    assert sum(g.startswith("cell") for g in drawn(ax)) == n * n
+
+
+def test_show_maze_path_right_missed_added():
+    x, y, _ = data.make_maze(random.Random(3), 7, 12)
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    path = torch.nonzero(y == data.PATH).flatten().tolist()
+    open_cell = int(torch.nonzero(y == data.OPEN)[0])
+    wall = int(torch.nonzero(y == data.WALL)[0])
+    pred = y.clone()
+    pred[path[0]] = data.OPEN  # missed
+    pred[open_cell] = data.PATH  # added
+    pred[wall] = data.OPEN  # a wall erased
+    a = drawn(data.show("maze", pred, new_axes(), inputs=x, label=y, previous=y))
+    assert a[f"cell {path[0]}"].get_facecolor() == colour_of("wrong") and f"dot {path[0]}" not in a
+    assert a[f"cell {open_cell}"].get_facecolor() == colour_of("wrong") and f"dot {open_cell}" in a
+    assert a[f"cell {wall}"].get_facecolor() == colour_of("wrong")
+    for i in path[1:]:
+        assert a[f"cell {i}"].get_facecolor() == colour_of("right") and f"dot {i}" in a
+    walls = torch.nonzero(y == data.WALL).flatten().tolist()
+    assert all(a[f"cell {i}"].get_facecolor() == colour_of("wall") for i in walls if i != wall)
+    s, g = int(torch.nonzero(y == data.START)[0]), int(torch.nonzero(y == data.GOAL)[0])
+    assert (a[f"text {s}"].get_text(), a[f"text {g}"].get_text()) == ("S", "G")
+    assert a[f"cell {s}"].get_facecolor() == colour_of("ends")
+    assert {g for g in a if g.startswith("frame")} == {f"frame {i}" for i in (path[0], open_cell,
+                                                                               wall)}
+    # a wall where there is none: red, and marked '#' since the red hides the wall colour
+    pred = y.clone()
+    pred[open_cell] = data.WALL
+    a = drawn(data.show("maze", pred, new_axes(), label=y))
+    assert a[f"cell {open_cell}"].get_facecolor() == colour_of("wrong")
+    assert a[f"text {open_cell}"].get_text() == "#"
+
+
+def test_show_maze_30x30():
+    rng = random.Random(0)
+    while (made := data.make_maze(rng, 30, 40)) is None:
+        pass
+    a = drawn(data.show("maze", made[1], new_axes(), label=made[1]))
+    assert sum(g.startswith("cell") for g in a) == 900
+    assert sum(g.startswith("dot") for g in a) == (made[1] == data.PATH).sum()
+
+
+@pytest.mark.parametrize("kind, tokens, kw, message", [
+    ("sudoku", torch.ones(2, 16, dtype=torch.long), {}, r"tokens must be one puzzle.*\(2, 16\)"),
+    ("sudoku", torch.ones(15, dtype=torch.long), {}, "do not make a square grid"),
+    ("sudoku", torch.ones(16, dtype=torch.long), {"label": torch.ones(36)}, r"label .*S = 16"),
+    ("maze", torch.ones(49, dtype=torch.long), {"previous": torch.ones(1, 49)}, "previous"),
+    ("sudoku", torch.ones(25, dtype=torch.long), {}, "5x5 Sudoku has no boxes"),
+    ("chess", torch.ones(16, dtype=torch.long), {}, "'sudoku' / 'maze'"),
+])
+def test_show_rejects_bad_shapes(kind, tokens, kw, message):
+    with pytest.raises(ValueError, match=message):
+        data.show(kind, tokens, new_axes(), **kw)
+
+
+def test_data_does_not_import_matplotlib():
+    code = "import sys, data; assert 'matplotlib' not in sys.modules, 'data imported matplotlib'"
+    subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], check=True)

@@ -375,10 +375,10 @@ def test_time_scaling(model, test, cfg: dict, counts: list, autocast=nullcontext
 
 
 def plot_scaling(table: list, trained: int, path: str, title: str):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    import matplotlib.ticker
+    from matplotlib.figure import Figure  # no pyplot: leaves the caller's (a notebook's) backend alone
+    fig = Figure(figsize=(6.5, 4))
+    ax = fig.subplots()
     for mode, style in (("fixed", "o-"), ("adaptive", "s--")):
         rows = [r for r in table if r["mode"] == mode]
         ax.plot([r["mean_steps"] for r in rows], [100 * r["exact"] for r in rows], style,
@@ -393,7 +393,6 @@ def plot_scaling(table: list, trained: int, path: str, title: str):
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 # -----------------------------------------------------------------------------
@@ -440,10 +439,9 @@ def save_checkpoint(path: str, ckpt: dict):
 
 
 def plot_curves(history: list, evals: list, path: str, title: str):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(11, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     ax_loss.plot([h["step"] for h in history], [h["loss"] for h in history])
     ax_loss.set(xlabel="optimiser step", ylabel="train loss", yscale="log", title="loss")
     steps = [h["step"] for h in history]
@@ -456,7 +454,6 @@ def plot_curves(history: list, evals: list, path: str, title: str):
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 class Progress:

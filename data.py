@@ -625,9 +625,9 @@ def show(puzzles, tokens, ax=None, *, inputs=None, label=None, previous=None, fo
     maze    walls are dark squares, S and G bold letters on yellow, path cells 'o' blue dots; these
             come from the tokens themselves, so inputs is not needed.
     label   (the right answer) colours the cells: an answer cell that agrees with it is green
-            (maze: a path cell), any cell that disagrees is red (a wrong digit, an overwritten given,
-            a path cell missed or added, a wall drawn where there is none). A Sudoku given that the
-            tokens overwrite is red even without a label.
+            (maze: a path cell), any cell that disagrees is red (a wrong digit, an overwritten
+            given, a path cell missed or added, a wall drawn where there is none). A Sudoku given
+            that the tokens overwrite is red even without a label.
     previous (e.g. the prediction one supervision step earlier) frames in orange every cell whose
             token changed since.
     fontsize of the digits and letters; by default they fit the cells of this Axes.

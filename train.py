@@ -376,7 +376,7 @@ def test_time_scaling(model, test, cfg: dict, counts: list, autocast=nullcontext
 
 def plot_scaling(table: list, trained: int, path: str, title: str):
     import matplotlib.ticker
-    from matplotlib.figure import Figure  # no pyplot: leaves the caller's (a notebook's) backend alone
+    from matplotlib.figure import Figure  # not pyplot: a notebook's backend stays as it is
     fig = Figure(figsize=(6.5, 4))
     ax = fig.subplots()
     for mode, style in (("fixed", "o-"), ("adaptive", "s--")):

@@ -1,8 +1,9 @@
-"""The tutorial notebooks: committed with their pictures, and they run top to bottom (FAST settings).
+"""The tutorial notebooks: committed with their pictures, and they run top to bottom (FAST on).
 
 Each notebook reads FAST from the environment (on unless FAST=0). CI runs them with FAST on, which
-keeps each under a couple of minutes on 2 CPU cores; `FAST=0 jupyter execute --inplace notebooks/X.ipynb`
-regenerates the committed outputs with the fuller settings.
+keeps each under a minute on 2 CPU cores;
+`FAST=0 jupyter execute --inplace notebooks/X.ipynb` regenerates the committed outputs with the
+fuller settings.
 """
 
 import os
@@ -33,7 +34,8 @@ def test_committed_with_outputs_in_order(name):
     assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), \
         f"{name}: rerun it top to bottom: FAST=0 jupyter execute --inplace notebooks/{name}"
     outputs = [o for c in code for o in c.outputs]
-    assert not [o for o in outputs if o.output_type == "error"], f"{name} was committed with an error"
+    errors = [o for o in outputs if o.output_type == "error"]
+    assert not errors, f"{name} was committed with an error"
     pictures = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(pictures) >= 2, f"{name} has {len(pictures)} committed plots"
 

@@ -17,6 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 import data
+from puzzles import csv_format, maze, sudoku
 
 SHARED_1K = Path(__file__).parents[2] / "shared" / "data" / "sudoku-extreme-1k"
 
@@ -24,13 +25,13 @@ SHARED_1K = Path(__file__).parents[2] / "shared" / "data" / "sudoku-extreme-1k"
 # ---- independent checkers (deliberately not data.py's own validation code)
 
 def assert_valid_sudoku(puzzle, answer, n):
-    br, bc = data._box(n)
+    br, bc = sudoku.box(n)
     g = np.asarray(answer).reshape(n, n) - 1  # digits 1..n
     units = [g[r] for r in range(n)] + [g[:, c] for c in range(n)]
     units += [g[r:r + br, c:c + bc].ravel() for r in range(0, n, br) for c in range(0, n, bc)]
     for u in units:
         assert sorted(u.tolist()) == list(range(1, n + 1))
-    given = np.asarray(puzzle) != data.SUDOKU_BLANK
+    given = np.asarray(puzzle) != sudoku.BLANK
     assert (np.asarray(puzzle)[given] == np.asarray(answer)[given]).all()
 
 
@@ -56,14 +57,14 @@ def shortest_path_count(free, n, start, goal):
 def assert_unique_shortest(x, y, n, min_steps):
     """The label draws THE unique shortest S-G path of the input, of >= min_steps steps."""
     x, y = np.asarray(x), np.asarray(y)
-    start, goal = int(np.flatnonzero(x == data.START)[0]), int(np.flatnonzero(x == data.GOAL)[0])
-    steps, count = shortest_path_count(x != data.WALL, n, start, goal)
+    start, goal = int(np.flatnonzero(x == maze.START)[0]), int(np.flatnonzero(x == maze.GOAL)[0])
+    steps, count = shortest_path_count(x != maze.WALL, n, start, goal)
     assert count == 1 and steps >= min_steps
-    assert ((x != y) == (y == data.PATH)).all() and (x[y == data.PATH] == data.OPEN).all()
+    assert ((x != y) == (y == maze.PATH)).all() and (x[y == maze.PATH] == maze.OPEN).all()
     # the path cells alone connect S and G in `steps` moves, and there are steps - 1 of them
-    on_path = (y == data.PATH) | (y == data.START) | (y == data.GOAL)
+    on_path = (y == maze.PATH) | (y == maze.START) | (y == maze.GOAL)
     assert shortest_path_count(on_path, n, start, goal)[0] == steps
-    assert (y == data.PATH).sum() == steps - 1
+    assert (y == maze.PATH).sum() == steps - 1
 
 
 # ---- generated sets (small counts, the same code paths as load_task)
@@ -81,10 +82,9 @@ def test_generated_sudoku_valid_unique(small_sets, task):
     x, y, meta = small_sets[task]
     n = data.TASKS[task]["grid"][0]
     assert len({r.tobytes() for r in x}) == len(x)  # deduplicated
-    assert (meta["clues"] == (x != data.SUDOKU_BLANK).sum(1)).all()
     for puzzle, answer in zip(x, y):
         assert_valid_sudoku(puzzle, answer, n)
-        sols, guesses = data.solve_sudoku(puzzle)
+        sols, guesses = sudoku.solve(puzzle)
         assert len(sols) == 1 and (sols[0] == answer).all()
         if task == "sudoku":
             assert guesses >= 1
@@ -94,17 +94,17 @@ def test_generated_sudoku_valid_unique(small_sets, task):
 
 def test_generated_puzzles_are_minimal(small_sets):
     for puzzle in small_sets["sudoku6"][0][:20]:
-        for c in np.flatnonzero(puzzle != data.SUDOKU_BLANK):
+        for c in np.flatnonzero(puzzle != sudoku.BLANK):
             fewer = puzzle.copy()
-            fewer[c] = data.SUDOKU_BLANK
-            assert len(data.solve_sudoku(fewer)[0]) == 2  # every clue is needed
+            fewer[c] = sudoku.BLANK
+            assert len(sudoku.solve(fewer)[0]) == 2  # every clue is needed
 
 
 def test_solver_counts_solutions():
-    assert len(data.solve_sudoku(np.ones(16, np.uint8))[0]) == 2  # empty 4x4: capped at 2
+    assert len(sudoku.solve(np.ones(16, np.uint8))[0]) == 2  # empty 4x4: capped at 2
     bad = np.ones(16, np.uint8)
     bad[[0, 1]] = 2  # two 1s in the first row
-    assert data.solve_sudoku(bad)[0] == []
+    assert sudoku.solve(bad)[0] == []
 
 
 def test_generated_mazes_unique_shortest_path(small_sets):
@@ -112,14 +112,14 @@ def test_generated_mazes_unique_shortest_path(small_sets):
     n, min_steps = data.TASKS["maze-small"]["grid"][0], data.TASKS["maze-small"]["min_steps"]
     for i in range(len(x)):
         assert_unique_shortest(x[i], y[i], n, min_steps)
-        assert data.maze_shortest_paths(x[i], (n, n)) == (meta["steps"][i], 1)
+        assert maze.shortest_paths(x[i], (n, n)) == (meta["steps"][i], 1)
 
 
 @pytest.mark.parametrize("n,min_steps", [(7, 10), (9, 16), (16, 40), (30, 110)])
 def test_maze_generator_sizes(n, min_steps):
     rng, made = random.Random(n), []
     while len(made) < 3:
-        if (m := data.make_maze(rng, n, min_steps)) is not None:
+        if (m := maze.make(rng, n, min_steps)) is not None:
             made.append(m)
     for x, y, steps in made:
         assert_unique_shortest(x, y, n, min_steps)
@@ -161,9 +161,9 @@ def test_sudoku_augment_keeps_validity(small_sets, task):
     assert len({r.numpy().tobytes() for r in ax}) > rows // 2  # a fresh transform per row
     for puzzle, answer in zip(ax.numpy()[:12], ay.numpy()[:12]):
         assert_valid_sudoku(puzzle, answer, n)
-        sols, _ = data.solve_sudoku(puzzle)
+        sols, _ = sudoku.solve(puzzle)
         assert len(sols) == 1 and (sols[0] == answer).all()
-    assert ((ax != data.SUDOKU_BLANK).sum(1) == (xb != data.SUDOKU_BLANK).sum(1)).all()
+    assert ((ax != sudoku.BLANK).sum(1) == (xb != sudoku.BLANK).sum(1)).all()
     bx, by = data.augment("sudoku", (n, n), xb, yb, torch.Generator().manual_seed(0))
     assert torch.equal(ax, bx) and torch.equal(ay, by)
     cx, _ = data.augment("sudoku", (n, n), xb, yb, torch.Generator().manual_seed(1))
@@ -211,8 +211,8 @@ def sudoku_rows(x, y):
 def maze_rows(count, seed=0):
     rng, rows = random.Random(seed), []
     while len(rows) < count:
-        if (m := data.make_maze(rng, 30, 110)) is not None:
-            rows.append(["gen", *("".join(data.MAZE_CHARS[v - 1] for v in t) for t in m[:2]), "0"])
+        if (m := maze.make(rng, 30, 110)) is not None:
+            rows.append(["gen", *("".join(maze.CHARS[v - 1] for v in t) for t in m[:2]), "0"])
     return rows
 
 
@@ -264,22 +264,22 @@ def test_csv_rejects_inconsistent_sudoku_labels(tmp_path, sudoku9_rows):
     write_csv(tmp_path / "t.csv", rows[:2])
     with pytest.raises(ValueError, match=rf"t\.csv, data row 2: answer disagrees with given "
                                           rf"digit at cell {c}"):
-        data._read_csv(tmp_path / "t.csv", "sudoku", (9, 9))
+        csv_format.read(tmp_path / "t.csv", sudoku, (9, 9))
     write_csv(tmp_path / "t.csv", rows[2:])
     with pytest.raises(ValueError, match=r"t\.csv, data row 1: answer is not a valid grid"):
-        data._read_csv(tmp_path / "t.csv", "sudoku", (9, 9))
+        csv_format.read(tmp_path / "t.csv", sudoku, (9, 9))
     with open(tmp_path / "t.csv", "a") as f:
         f.write("gen,only-two-fields\n")
     with pytest.raises(ValueError, match=r"t\.csv, data row 3: 2 fields, expected 4"):
-        data._read_csv(tmp_path / "t.csv", "sudoku", (9, 9))
+        csv_format.read(tmp_path / "t.csv", sudoku, (9, 9))
 
 
 def test_csv_rejects_inconsistent_maze_labels(tmp_path):
     good = maze_rows(2)
     write_csv(tmp_path / "ok.csv", good)
-    x, y, _ = data._read_csv(tmp_path / "ok.csv", "maze", (30, 30))
-    assert x.shape == (2, 900) and (x.numpy() == (y.numpy() != data.PATH) * y.numpy() +
-                                    (y.numpy() == data.PATH) * data.OPEN).all()
+    x, y, _ = csv_format.read(tmp_path / "ok.csv", maze, (30, 30))
+    assert x.shape == (2, 900) and (x.numpy() == (y.numpy() != maze.PATH) * y.numpy() +
+                                    (y.numpy() == maze.PATH) * maze.OPEN).all()
     wall = good[1][1].index("#")
     cases = [
         (lambda q, a: (q, a[:wall] + "o" + a[wall + 1:]), "label changes cell"),
@@ -292,7 +292,7 @@ def test_csv_rejects_inconsistent_maze_labels(tmp_path):
         rows[1][1], rows[1][2] = edit(rows[1][1], rows[1][2])
         write_csv(tmp_path / "bad.csv", rows)
         with pytest.raises(ValueError, match=rf"bad\.csv, data row 2: .*{message}"):
-            data._read_csv(tmp_path / "bad.csv", "maze", (30, 30))
+            csv_format.read(tmp_path / "bad.csv", maze, (30, 30))
 
 
 def test_missing_data_dir_file(tmp_path):
@@ -367,7 +367,7 @@ def test_unreachable_endpoint_falls_back_to_generated(tmp_path, monkeypatch, tas
             assert_unique_shortest(a, b, 30, 110)
         else:
             assert_valid_sudoku(a, b, 9)
-            assert data.solve_sudoku(a)[1] >= 1
+            assert sudoku.solve(a)[1] >= 1
     if task == "sudoku":
         assert (train.meta["rating"] >= 1).all() and (train.meta["clues"] >= 17).all()
 
@@ -416,7 +416,7 @@ GIVEN4 = (0, 5, 10, 15)
 
 
 def puzzle4():
-    x = torch.full_like(ANSWER4, data.SUDOKU_BLANK)
+    x = torch.full_like(ANSWER4, sudoku.BLANK)
     x[list(GIVEN4)] = ANSWER4[list(GIVEN4)]
     return x
 
@@ -426,9 +426,9 @@ def test_show_sudoku_colours_givens_right_wrong_changed():
     pred = ANSWER4.clone()
     pred[1] = 3 + 1  # a wrong digit in an answer cell
     pred[15] = 2 + 1  # a given overwritten
-    pred[7] = data.SUDOKU_BLANK  # left blank
+    pred[7] = sudoku.BLANK  # left blank
     before = pred.clone()
-    before[1], before[2] = 2 + 1, data.SUDOKU_BLANK  # cells 1 and 2 changed since
+    before[1], before[2] = 2 + 1, sudoku.BLANK  # cells 1 and 2 changed since
     a = drawn(data.show("sudoku", pred, new_axes(), inputs=x, label=ANSWER4, previous=before))
     assert a["cell 0"].get_facecolor() == colour_of("given")  # a right given is just a given
     assert a["text 0"].get_text() == "1" and a["text 0"].get_fontweight() == "bold"
@@ -463,7 +463,7 @@ def test_show_sudoku_without_label():
 @pytest.mark.parametrize("n, rows, cols", [(4, [0, 2, 4], [0, 2, 4]), (6, [0, 2, 4, 6], [0, 3, 6]),
                                            (9, [0, 3, 6, 9], [0, 3, 6, 9])])
 def test_show_sudoku_box_lines(n, rows, cols):
-    ax = data.show("sudoku", np.full(n * n, data.SUDOKU_BLANK), new_axes())
+    ax = data.show("sudoku", np.full(n * n, sudoku.BLANK), new_axes())
     lines = [c for c in ax.collections if c.get_gid() == "box lines"]
     xs = sorted({round(s[0][0], 6) for c in lines for s in c.get_segments() if s[0][0] == s[1][0]})
     ys = sorted({round(s[0][1], 6) for c in lines for s in c.get_segments() if s[0][1] == s[1][1]})
@@ -472,31 +472,31 @@ def test_show_sudoku_box_lines(n, rows, cols):
 
 
 def test_show_maze_path_right_missed_added():
-    x, y, _ = data.make_maze(random.Random(3), 7, 12)
+    x, y, _ = maze.make(random.Random(3), 7, 12)
     x, y = torch.from_numpy(x), torch.from_numpy(y)
-    path = torch.nonzero(y == data.PATH).flatten().tolist()
-    open_cell = int(torch.nonzero(y == data.OPEN)[0])
-    wall = int(torch.nonzero(y == data.WALL)[0])
+    path = torch.nonzero(y == maze.PATH).flatten().tolist()
+    open_cell = int(torch.nonzero(y == maze.OPEN)[0])
+    wall = int(torch.nonzero(y == maze.WALL)[0])
     pred = y.clone()
-    pred[path[0]] = data.OPEN  # missed
-    pred[open_cell] = data.PATH  # added
-    pred[wall] = data.OPEN  # a wall erased
+    pred[path[0]] = maze.OPEN  # missed
+    pred[open_cell] = maze.PATH  # added
+    pred[wall] = maze.OPEN  # a wall erased
     a = drawn(data.show("maze", pred, new_axes(), inputs=x, label=y, previous=y))
     assert a[f"cell {path[0]}"].get_facecolor() == colour_of("wrong") and f"dot {path[0]}" not in a
     assert a[f"cell {open_cell}"].get_facecolor() == colour_of("wrong") and f"dot {open_cell}" in a
     assert a[f"cell {wall}"].get_facecolor() == colour_of("wrong")
     for i in path[1:]:
         assert a[f"cell {i}"].get_facecolor() == colour_of("right") and f"dot {i}" in a
-    walls = torch.nonzero(y == data.WALL).flatten().tolist()
+    walls = torch.nonzero(y == maze.WALL).flatten().tolist()
     assert all(a[f"cell {i}"].get_facecolor() == colour_of("wall") for i in walls if i != wall)
-    s, g = int(torch.nonzero(y == data.START)[0]), int(torch.nonzero(y == data.GOAL)[0])
+    s, g = int(torch.nonzero(y == maze.START)[0]), int(torch.nonzero(y == maze.GOAL)[0])
     assert (a[f"text {s}"].get_text(), a[f"text {g}"].get_text()) == ("S", "G")
     assert a[f"cell {s}"].get_facecolor() == colour_of("ends")
     assert {g for g in a if g.startswith("frame")} == {f"frame {i}" for i in (path[0], open_cell,
                                                                                wall)}
     # a wall where there is none: red, and marked '#' since the red hides the wall colour
     pred = y.clone()
-    pred[open_cell] = data.WALL
+    pred[open_cell] = maze.WALL
     a = drawn(data.show("maze", pred, new_axes(), label=y))
     assert a[f"cell {open_cell}"].get_facecolor() == colour_of("wrong")
     assert a[f"text {open_cell}"].get_text() == "#"
@@ -504,11 +504,11 @@ def test_show_maze_path_right_missed_added():
 
 def test_show_maze_30x30():
     rng = random.Random(0)
-    while (made := data.make_maze(rng, 30, 40)) is None:
+    while (made := maze.make(rng, 30, 40)) is None:
         pass
     a = drawn(data.show("maze", made[1], new_axes(), label=made[1]))
     assert sum(g.startswith("cell") for g in a) == 900
-    assert sum(g.startswith("dot") for g in a) == (made[1] == data.PATH).sum()
+    assert sum(g.startswith("dot") for g in a) == (made[1] == maze.PATH).sum()
 
 
 @pytest.mark.parametrize("kind, tokens, kw, message", [
@@ -517,7 +517,7 @@ def test_show_maze_30x30():
     ("sudoku", torch.ones(16, dtype=torch.long), {"label": torch.ones(36)}, r"label .*S = 16"),
     ("maze", torch.ones(49, dtype=torch.long), {"previous": torch.ones(1, 49)}, "previous"),
     ("sudoku", torch.ones(25, dtype=torch.long), {}, "5x5 Sudoku has no boxes"),
-    ("chess", torch.ones(16, dtype=torch.long), {}, "'sudoku' / 'maze'"),
+    ("chess", torch.ones(16, dtype=torch.long), {}, "one of 'sudoku', 'maze'"),
 ])
 def test_show_rejects_bad_shapes(kind, tokens, kw, message):
     with pytest.raises(ValueError, match=message):

@@ -7,9 +7,14 @@ import os
 import pytest
 import torch
 
+import bench
+import config
 import data
+import evaluate
+import optim
 import train
 from hrm import HRM, HRMConfig
+from puzzles import sudoku
 from trm import TRM, TRMConfig
 
 TINY = ["--task", "sudoku4", "--hidden", "32", "--heads", "2", "--batch-size", "16",
@@ -45,7 +50,7 @@ def test_adam_atan2_matches_its_formula():
     torch.manual_seed(0)
     p = torch.nn.Parameter(torch.randn(5))
     ref, m, v = p.detach().clone(), torch.zeros(5), torch.zeros(5)
-    opt = train.AdamATan2([p], lr=0.1, betas=(0.9, 0.95), weight_decay=0.5)
+    opt = optim.AdamATan2([p], lr=0.1, betas=(0.9, 0.95), weight_decay=0.5)
     for t in range(1, 4):
         g = torch.randn(5)
         p.grad = g.clone()
@@ -59,20 +64,20 @@ def test_adam_atan2_matches_its_formula():
 def test_sign_sgd_touches_only_rows_in_the_batch():
     w = torch.nn.Parameter(torch.ones(3, 4))
     w.grad = torch.tensor([[0.5, -2.0, 0.0, 1.0], [0.0] * 4, [-1.0, 0.0, 0.0, 0.0]])
-    train.SignSGD([w], lr=0.1, weight_decay=1.0).step()
+    optim.SignSGD([w], lr=0.1, weight_decay=1.0).step()
     assert torch.allclose(w[0], torch.tensor([0.8, 1.0, 0.9, 0.8]))  # 1 * 0.9 - 0.1 * sign
     assert torch.equal(w[1], torch.ones(4))  # puzzle id absent from the batch: untouched
     assert torch.allclose(w[2], torch.tensor([1.0, 0.9, 0.9, 0.9]))
 
 
 def test_batches_are_epochs_of_permutations_and_repeatable():
-    cfg = train.resolve_config(TINY + ["--no-augment"])
+    cfg = config.resolve_config(TINY + ["--no-augment"])
     train_set, _ = data.load_task("sudoku4")
     n = len(train_set)
-    per_epoch = [train.get_batch(train_set, s, cfg)[0] for s in range(n // 16)]
+    per_epoch = [data.get_batch(train_set, s, 16, cfg["seed"], cfg["augment"])[0] for s in range(n // 16)]
     seen = {row.numpy().tobytes() for b in per_epoch for row in b}
     assert len(seen) == n // 16 * 16  # no puzzle twice within an epoch (puzzles are distinct)
-    again = train.get_batch(train_set, 7, cfg)[0]
+    again = data.get_batch(train_set, 7, 16, cfg["seed"], cfg["augment"])[0]
     assert torch.equal(again, per_epoch[7])  # a pure function of (seed, step): resume-safe
 
 
@@ -117,7 +122,7 @@ def test_dry_run_prints_the_paper_parameter_count(tmp_path, capsys, model, param
     rng = random.Random(0)
     rows = []
     for _ in range(4):
-        puzzle, answer = data.make_sudoku(rng, 9)
+        puzzle, answer = sudoku.make(rng, 9)
         q = "".join("." if t == 1 else str(t - 1) for t in puzzle)
         rows.append(f"gen,{q},{''.join(str(t - 1) for t in answer)},0")
     for name, count in (("train.csv", 1000), ("test.csv", 8)):
@@ -158,10 +163,10 @@ def test_bench_reports_speed_and_memory(tmp_path, capsys):
 def test_recursion_flags_belong_to_their_model():
     """T means different things in the two papers; the other model's symbols are refused."""
     with pytest.raises(SystemExit):
-        train.resolve_config(["--model", "hrm", "--n", "3"])
+        config.resolve_config(["--model", "hrm", "--n", "3"])
     with pytest.raises(SystemExit):
-        train.resolve_config(["--model", "trm", "--M-max", "4"])
-    cfg = train.resolve_config(["--model", "hrm", "--task", "sudoku", "--T", "3"])
+        config.resolve_config(["--model", "trm", "--M-max", "4"])
+    cfg = config.resolve_config(["--model", "hrm", "--task", "sudoku", "--T", "3"])
     assert (cfg["N"], cfg["T"], cfg["M_max"]) == (2, 3, 16) and "n" not in cfg
 
 
@@ -176,11 +181,11 @@ def test_flop_counts_of_the_paper_presets():
     mlp = 6 * 97 * 512 * 1536 + 6 * 512 * 97 * 512
     att82 = 6 * 82 * 512 * 1536 + 8 * 82 * 512 ** 2 + 4 * 82 ** 2 * 512
     att916 = 6 * 916 * 512 * 1536 + 8 * 916 * 512 ** 2 + 4 * 916 ** 2 * 512
-    assert train.flops_per_step(trm_mlp, 768) == 768 * 2 * mlp * (21 + 2 * 7)
-    assert train.flops_per_step(hrm_att, 768) == 768 * 4 * att82 * (12 + 2 * 2)
-    assert train.flops_per_step(trm_maze, 768) == 768 * 2 * att916 * (15 + 2 * 5)
-    assert round(train.flops_per_step(trm_mlp, 768) / 1e12, 1) == 32.8
-    assert round(train.flops_per_step(hrm_att, 768) / 1e12, 1) == 28.1
+    assert bench.flops_per_step(trm_mlp, 768) == 768 * 2 * mlp * (21 + 2 * 7)
+    assert bench.flops_per_step(hrm_att, 768) == 768 * 4 * att82 * (12 + 2 * 2)
+    assert bench.flops_per_step(trm_maze, 768) == 768 * 2 * att916 * (15 + 2 * 5)
+    assert round(bench.flops_per_step(trm_mlp, 768) / 1e12, 1) == 32.8
+    assert round(bench.flops_per_step(hrm_att, 768) / 1e12, 1) == 28.1
 
 
 @pytest.mark.parametrize("model", ["trm-mlp", "trm-att", "hrm"])
@@ -287,7 +292,7 @@ def test_adaptive_halting_returns_the_answer_at_the_first_halt():
     test = type("Split", (), dict(inputs=torch.arange(3, dtype=torch.uint8)[:, None].repeat(1, 4),
                                   labels=torch.ones(3, 4, dtype=torch.uint8)))
     cfg = dict(device="cpu", eval_limit=0, eval_batch_size=2)
-    table = train.test_time_scaling(Scripted(), test, cfg, [4, 1, 2])
+    table = evaluate.test_time_scaling(Scripted(), test, cfg, [4, 1, 2])
     got = {(r["mode"], r["steps"]): (round(r["exact"], 4), round(r["mean_steps"], 4))
            for r in table}
     assert got[("fixed", 1)] == (round(1 / 3, 4), 1) and got[("fixed", 4)] == (round(2 / 3, 4), 4)

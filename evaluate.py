@@ -1,0 +1,77 @@
+"""Scoring a model on a test split: every test puzzle runs a number of supervision steps from a
+fresh state. evaluate() gives what the official code reports (exact accuracy after all N_sup
+steps) and the accuracy after each step; test_time_scaling() runs longer than training did and
+compares fixed step counts with the halting head's choice."""
+import os
+from contextlib import nullcontext
+
+import torch
+
+
+@torch.no_grad()
+def run_on_test(model, test, cfg: dict, steps: int, limit: int = 0, autocast=nullcontext()):
+    """The first `limit` test puzzles (0 = all), each run for `steps` supervision steps. Returns,
+    per puzzle and step, whether its answer is exactly right and whether the halting head wants to
+    stop ((num, steps) bools, kept on the device: no host sync per step), and the cell accuracy
+    after the last step."""
+    model.eval()
+    num = min(limit or len(test.inputs), len(test.inputs))
+    exact = torch.zeros(num, steps, dtype=torch.bool, device=cfg["device"])
+    wants = torch.zeros(num, steps, dtype=torch.bool, device=cfg["device"])
+    cell = torch.zeros((), device=cfg["device"])
+    for start in range(0, num, cfg["eval_batch_size"]):
+        rows = slice(start, min(num, start + cfg["eval_batch_size"]))
+        inputs, labels = test.inputs[rows].to(cfg["device"]), test.labels[rows].to(cfg["device"])
+        ids = torch.zeros(len(inputs), dtype=torch.long, device=cfg["device"])
+        state = model.initial_state(len(inputs))
+        for k in range(steps):
+            with autocast:
+                state, logits, q = model(state, inputs, ids)
+            correct = logits.argmax(-1) == labels  # (B, S)
+            exact[rows, k] = correct.all(-1)
+            wants[rows, k] = model.wants_to_halt(q)
+        cell += correct.float().mean(-1).sum()
+    model.train()
+    return exact, wants, cell.item() / num
+
+
+def evaluate(model, test, cfg: dict, limit: int = 0, autocast=nullcontext()) -> dict:
+    """Test exact accuracy after all N_sup steps (what the official code reports), and per step."""
+    exact, _, cell = run_on_test(model, test, cfg, model.max_steps, limit, autocast)
+    by_step = exact.float().mean(0).tolist()
+    return dict(exact=by_step[-1], cell=cell, puzzles=len(exact),
+                exact_by_step=[round(a, 4) for a in by_step])
+
+
+def test_time_scaling(model, test, cfg: dict, counts: list, autocast=nullcontext()) -> list:
+    """Accuracy vs test-time compute. Every test puzzle runs max(counts) supervision steps (more
+    than training's N_sup if asked); from that one pass come two curves:
+    fixed: the answer after exactly k steps;
+    adaptive: the answer at the first step whose halting head says stop (at most k): what
+    inference with learned halting would return, with its mean number of steps."""
+    K = max(counts)
+    exact, wants, _ = run_on_test(model, test, cfg, K, cfg["eval_limit"], autocast)
+    num = len(exact)
+    calls, table = model.net_calls(), []
+    step_no = torch.arange(1, K + 1, device=exact.device)
+    for k in sorted(counts):
+        table.append(dict(mode="fixed", steps=k, mean_steps=k, net_calls=k * calls,
+                          exact=exact[:, k - 1].float().mean().item(), puzzles=num))
+        # first step at which the head says stop, or k
+        stop = torch.where(wants[:, :k], step_no[:k], k).min(-1).values  # (num,)
+        right = exact.gather(1, (stop - 1)[:, None]).squeeze(1)
+        table.append(dict(mode="adaptive", steps=k, mean_steps=stop.float().mean().item(),
+                          net_calls=stop.float().mean().item() * calls,
+                          exact=right.float().mean().item(), puzzles=num))
+    return table
+
+
+def write_scaling(table: list, out: str) -> str:
+    """test_time_scaling's table as out/scaling.csv, one row per (mode, step count); its path."""
+    path = os.path.join(out, "scaling.csv")
+    with open(path, "w") as f:
+        f.write("mode,steps,mean_steps,net_calls,exact,puzzles\n")
+        for r in table:
+            f.write(f"{r['mode']},{r['steps']},{r['mean_steps']:.3f},{r['net_calls']:.1f},"
+                    f"{r['exact']:.4f},{r['puzzles']}\n")
+    return path

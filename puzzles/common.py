@@ -1,0 +1,91 @@
+"""What the puzzle families share: finding the first bad cell of a batch, the 8 symmetries of a
+square grid, and drawing a grid of cells on a matplotlib Axes."""
+import math
+
+import numpy as np
+import torch
+
+
+def first_hit(bad):
+    """(row, column) of the first True of a (N, K) mask, or None."""
+    hits = np.argwhere(bad)
+    return tuple(hits[0]) if len(hits) else None
+
+
+def dihedral_maps(n: int, device=None) -> torch.Tensor:
+    """(8, n * n) source cell of every cell under the 8 rotations and reflections of an n x n
+    grid: four rotations, then the same four followed by a left-right mirror."""
+    base = torch.arange(n * n, device=device).view(n, n)
+    return torch.stack([base.rot90(k).flip(1) if f else base.rot90(k)
+                        for f in (0, 1) for k in range(4)]).view(8, n * n)
+
+
+# ---- pictures: matplotlib is imported inside draw(), so the data code needs only torch and numpy
+
+SHOW_COLOURS = dict(
+    given="#d9d9d9",  # fill of a Sudoku given (a digit of the question), whose digit is bold black
+    answer="white",  # fill of a cell the model fills in, when there is no label to judge it
+    right="#b6e3ad",  # fill of an answer cell that agrees with the label (maze: a path cell)
+    wrong="#f4a09c",  # fill of any cell that disagrees with the label (or with a given)
+    changed="#ff8c00",  # frame of a cell whose token differs from `previous`
+    wall="#3c3c3c",  # fill of a maze wall
+    ends="#ffe08a",  # fill of the maze's S and G
+    ink="black",  # the question's text: given digits, S and G
+    pen="#1f4fbf",  # the answer's marks: the model's digits, maze path dots
+)
+
+
+def _as_row(name, value, size=None) -> np.ndarray:
+    """One puzzle's tokens as a 1-D int array; a clear error for a batch or a wrong length."""
+    a = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
+    if a.ndim != 1 or (size is not None and len(a) != size):
+        want = "S" if size is None else f"S = {size}"
+        raise ValueError(f"show: {name} must be one puzzle, a 1-D row of {want} tokens (e.g. "
+                         f"test.inputs[i]); got shape {tuple(a.shape)}")
+    return a.astype(np.int64)
+
+
+def rows(tokens, **others) -> list:
+    """tokens and each of others (None or one row of as many tokens) as 1-D int arrays, for show;
+    tokens must make a square grid."""
+    t = _as_row("tokens", tokens)
+    n = math.isqrt(len(t))
+    if n < 2 or n * n != len(t):
+        raise ValueError(f"show: {len(t)} tokens do not make a square grid (S = n * n)")
+    return [t] + [None if v is None else _as_row(name, v, len(t)) for name, v in others.items()]
+
+
+def draw(ax, cells: list, box: tuple[int, int], changed=None, fontsize=None):
+    """Draw n x n cells on ax (default: the current Axes). cells[i] = (fill, text, given, dot) of
+    cell i = row * n + col: its fill colour, its text, whether that text is the question's (bold
+    ink) or the answer's (pen), and whether it holds a path dot. changed: cells to frame. box:
+    (rows, cols) between thick lines. Each artist's gid names its cell ("cell i", "text i", ...)."""
+    from matplotlib.patches import Circle, Rectangle
+    if ax is None:
+        import matplotlib.pyplot as plt
+        ax = plt.gca()
+    n = math.isqrt(len(cells))
+    w, h = ax.get_window_extent().size  # display pixels: size the text to the cells
+    cell_pt = min(w, h) / n * 72 / ax.figure.dpi
+    fontsize = fontsize or 0.55 * cell_pt
+    c = SHOW_COLOURS
+    for i, (fill, text, given, dot) in enumerate(cells):
+        row, col = divmod(i, n)
+        ax.add_patch(Rectangle((col, row), 1, 1, facecolor=fill, edgecolor="#a0a0a0",
+                               lw=min(0.8, 0.04 * cell_pt), gid=f"cell {i}"))
+        if text:
+            ax.text(col + 0.5, row + 0.5, text, ha="center", va="center", fontsize=fontsize,
+                    color=c["ink"] if given else c["pen"],
+                    fontweight="bold" if given else "normal", gid=f"text {i}")
+        if dot:
+            ax.add_patch(Circle((col + 0.5, row + 0.5), 0.22, color=c["pen"], gid=f"dot {i}"))
+        if changed is not None and changed[i]:
+            ax.add_patch(Rectangle((col + 0.07, row + 0.07), 0.86, 0.86, fill=False,
+                                   edgecolor=c["changed"], lw=max(1.0, 0.1 * cell_pt),
+                                   gid=f"frame {i}"))
+    # the outer border, and the box borders of a Sudoku
+    ax.vlines(range(0, n + 1, box[1]), 0, n, color="black", lw=2, gid="box lines")
+    ax.hlines(range(0, n + 1, box[0]), 0, n, color="black", lw=2, gid="box lines")
+    ax.set(xlim=(-0.05, n + 0.05), ylim=(n + 0.05, -0.05), aspect="equal")
+    ax.set_axis_off()
+    return ax

@@ -1,0 +1,63 @@
+"""The official CSV files of Sudoku-Extreme and Maze-Hard: a header source,question,answer,rating,
+then one puzzle a row, each grid written row-major in its family's alphabet (CHARS, token =
+index + 1). Every error names the file, the data row and what is wrong."""
+import csv
+import itertools
+
+import numpy as np
+import torch
+
+from puzzles.common import first_hit
+
+
+def _rows(path, rows=None):
+    """Yield (data row number from 1, question, answer, rating) of an official-format CSV.
+    rows: only these data rows, in this order; picked as plain lines first, which is 10x faster
+    on the 3.8M-row train.csv (the official files never quote a newline)."""
+    with open(path, newline="", encoding="utf-8") as f:  # newline="": csv takes LF and CRLF
+        numbers, lines = itertools.count(1), f
+        if rows is not None:
+            wanted, header = set(rows), f.readline()
+            found = {i: line for i, line in enumerate(f, 1) if i in wanted}
+            numbers, lines = rows, [header] + [found[i] for i in rows]
+        reader = csv.reader(lines)
+        header = next(reader, [])
+        if header != ["source", "question", "answer", "rating"]:
+            raise ValueError(f"{path}, line 1: header must be source,question,answer,rating, "
+                             f"got {','.join(header)!r}")
+        for i, row in zip(numbers, reader):
+            if len(row) != 4:
+                raise ValueError(f"{path}, data row {i}: {len(row)} fields, expected 4")
+            yield i, *row[1:]
+
+
+def read(path, family, shape, rows=None):
+    """(inputs, labels, meta) of an official CSV of a puzzle family (module puzzles.sudoku or
+    puzzles.maze), checked by the family's rules; rows: 0-based data rows to keep, in order."""
+    picked = list(_rows(path, None if rows is None else [int(r) + 1 for r in rows]))
+    if not picked:
+        raise ValueError(f"{path}: no data rows after the header")
+    num, qs, ans, ratings = zip(*picked)
+    where = lambda k: f"{path}, data row {num[k]}"
+    lut = np.zeros(256, np.uint8)  # char -> token; 0 marks an unknown character
+    lut[np.frombuffer(family.CHARS.encode(), np.uint8)] = np.arange(1, len(family.CHARS) + 1)
+    size = shape[0] * shape[1]
+    out = []
+    for col, name in ((qs, "question"), (ans, "answer")):
+        lens = np.fromiter(map(len, col), int, len(col))
+        if hit := first_hit((lens != size)[:, None]):
+            raise ValueError(f"{where(hit[0])}: {name} has {lens[hit[0]]} characters, not {size}")
+        chars = np.frombuffer("".join(col).encode("ascii", "replace"), np.uint8)
+        tok = lut[chars].reshape(-1, size)  # (N, S)
+        if hit := first_hit(tok == 0):
+            raise ValueError(f"{where(hit[0])}: {name} has unknown character "
+                             f"{col[hit[0]][hit[1]]!r} at cell {hit[1]}")
+        out.append(tok)
+    if problem := family.problem(shape, *out):
+        raise ValueError(f"{where(int(problem[0]))}: {problem[1]}")
+    try:
+        meta = {"rating": np.array(ratings).astype(np.float32)}
+    except ValueError:  # keep a non-numeric rating column as text
+        meta = {"rating": np.array(ratings)}
+    meta.update(family.stats(out[0]))
+    return torch.from_numpy(out[0]), torch.from_numpy(out[1]), meta

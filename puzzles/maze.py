@@ -1,0 +1,168 @@
+"""Mazes: tokens, validation, breadth-first search, the generator, dihedral augmentation and how
+a cell is drawn.
+
+tokens: PAD 0, then "# SGo" -> 1..5: wall, open, start, goal, path (vocab 6; CHARS: token =
+index + 1, as in the official CSVs). The label is the input with the unique shortest path from S
+to G drawn as 'o'. A path's length in steps is the number of moves from S to G = #'o' + 1.
+"""
+import math
+import random
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from puzzles.common import SHOW_COLOURS, dihedral_maps, first_hit
+
+CHARS = "# SGo"  # token = index + 1, PAD 0
+PAD, WALL, OPEN, START, GOAL, PATH = range(6)
+
+
+def decode(t: list) -> str:
+    """Text grid of one row of tokens, in the CSV alphabet."""
+    n = math.isqrt(len(t))
+    return "\n".join("".join(CHARS[v - 1] if 1 <= v <= 5 else "?" for v in t[r:r + n])
+                     for r in range(0, n * n, n))
+
+
+def problem(grid, x, y):
+    """(row, what is wrong) of the first bad (maze, label) pair of (N, S) arrays, or None."""
+    if hit := first_hit((x < WALL) | (x > GOAL)):
+        return hit[0], f"puzzle has a path 'o' or an invalid token at cell {hit[1]}"
+    if hit := first_hit((y < WALL) | (y > PATH)):
+        return hit[0], f"label has an invalid token at cell {hit[1]}"
+    for tok in (START, GOAL):
+        if hit := first_hit(((x == tok).sum(1) != 1)[:, None]):
+            return hit[0], f"puzzle must have exactly one {CHARS[tok - 1]}"
+    if hit := first_hit((x != y) & ~((x == OPEN) & (y == PATH))):
+        was, now = CHARS[x[hit] - 1], CHARS[y[hit] - 1]
+        return hit[0], f"label changes cell {hit[1]} from {was!r} to {now!r} (only ' ' -> 'o')"
+    for i in range(len(y)):  # walk from S over path cells only (S, G, o are tokens 3, 4, 5)
+        t = y[i].tolist()
+        if bfs([v >= START for v in t], grid[0], t.index(START))[0][t.index(GOAL)] < 0:
+            return i, "the path cells 'o' do not connect S to G"
+
+
+# ---- breadth-first search
+
+@lru_cache
+def _neighbours(n):
+    return [[r * n + c for r, c in ((i // n - 1, i % n), (i // n + 1, i % n),
+                                    (i // n, i % n - 1), (i // n, i % n + 1))
+             if 0 <= r < n and 0 <= c < n] for i in range(n * n)]
+
+
+def bfs(free, n, src, stop=-1):
+    """BFS from src over free cells, stopping once `stop` is reached: per cell the distance
+    (-1 = unreachable), the number of shortest paths from src, and a BFS parent."""
+    dist, count, parent = [-1] * (n * n), [0] * (n * n), [-1] * (n * n)
+    dist[src], count[src], queue, nbrs = 0, 1, [src], _neighbours(n)
+    for u in queue:  # the list grows while we walk it: a FIFO queue without deque
+        if u == stop:
+            break
+        for v in nbrs[u]:
+            if free[v] and dist[v] < 0:
+                dist[v], parent[v] = dist[u] + 1, u
+                queue.append(v)
+            if dist[v] == dist[u] + 1:  # all of v's predecessors come before v in BFS order
+                count[v] += count[u]
+    return dist, count, parent
+
+
+def _path(parent, goal):
+    path = [goal]
+    while parent[path[-1]] >= 0:
+        path.append(parent[path[-1]])
+    return path[::-1]
+
+
+def shortest_paths(tokens, grid: tuple[int, int]) -> tuple[int, int]:
+    """(steps, number of shortest S-G paths) of one (S,) maze input or label; (-1, 0) if none."""
+    t = np.asarray(tokens).tolist()
+    dist, count, _ = bfs([v != WALL for v in t], grid[0], t.index(START))
+    return dist[t.index(GOAL)], count[t.index(GOAL)]
+
+
+# ---- generator: "lengthen + repair" (data.md)
+
+def make(rng: random.Random, n: int, min_steps: int, density: float = 0.3):
+    """An n x n maze whose unique shortest S-G path has >= min_steps steps: (input, label, steps)
+    token arrays, or None when the walls leave no room (about 3% on 30x30; just call again)."""
+    free = [rng.random() >= density for _ in range(n * n)]
+    start = rng.choice([i for i in range(n * n) if free[i]])
+    dist = bfs(free, n, start)[0]
+    goal = max(range(n * n), key=dist.__getitem__)  # the farthest reachable cell
+    path = _path(bfs(free, n, start, goal)[2], goal)
+    cut = set()  # cells whose wall would disconnect S and G; they stay cut as walls are added
+    while len(path) - 1 < min_steps:  # lengthen: wall a cell of the current shortest path
+        options = [c for c in path[1:-1] if c not in cut]
+        if not options:
+            return None
+        c = rng.choice(options)
+        free[c] = False
+        dist, _, parent = bfs(free, n, start, goal)
+        if dist[goal] < 0:
+            free[c] = True
+            cut.add(c)
+        else:
+            path = _path(parent, goal)
+    # repair: wall every other cell that continues a shortest path, so only `path` stays shortest
+    steps, from_s, to_g = len(path) - 1, bfs(free, n, start)[0], bfs(free, n, goal)[0]
+    for i, u in enumerate(path[:-1]):
+        for v in _neighbours(n)[u]:
+            if v != path[i + 1] and free[v] and from_s[v] == i + 1 and to_g[v] == steps - i - 1:
+                free[v] = False
+    x = np.where(free, OPEN, WALL).astype(np.uint8)
+    x[start], x[goal] = START, GOAL
+    y = x.copy()
+    y[path[1:-1]] = PATH
+    assert shortest_paths(x, (n, n)) == (steps, 1)
+    return x, y, steps
+
+
+def generate(rng: random.Random, spec: dict, generator: torch.Generator):
+    """One maze of a task in data.TASKS: (maze, label, meta), or None (call again)."""
+    made = make(rng, spec["grid"][0], spec["min_steps"])
+    return None if made is None else (made[0], made[1], {"steps": made[2]})
+
+
+def stats(inputs: np.ndarray) -> dict:
+    """Per-maze numbers of (N, S) mazes, kept in PuzzleSet.meta: the fraction of wall cells."""
+    return {"walls": (inputs == WALL).mean(1)}
+
+
+def describe(spec: dict) -> str:
+    n = spec["grid"][0]
+    return f"{n}x{n} maze, unique shortest path >= {spec['min_steps']} steps"
+
+
+# ---- augmentation
+
+def augment(grid, inputs: torch.Tensor, labels: torch.Tensor, generator: torch.Generator):
+    """One of the 8 dihedral transforms per row (square grids), shared by input and label."""
+    assert grid[0] == grid[1], "dihedral transforms need a square grid"
+    maps = dihedral_maps(grid[0], generator.device)
+    perm = maps[torch.randint(8, (len(inputs),), generator=generator, device=generator.device)]
+    perm = perm.to(inputs.device)  # (B, S)
+    return inputs.gather(1, perm), labels.gather(1, perm)
+
+
+# ---- drawing: what each cell looks like (puzzles.common.draw draws them)
+
+def looks(t, x, y) -> tuple[list, tuple[int, int]]:
+    """(fill, text, given, dot) per cell, and the box shape (the whole grid): walls dark, S and G
+    bold on yellow, path cells dotted; with a label y, path cells that agree green and any cell
+    that disagrees red. These come from the tokens themselves, so the question x is not needed."""
+    c, cells = SHOW_COLOURS, []
+    for i, tok in enumerate(t.tolist()):
+        given = tok in (WALL, START, GOAL)
+        text = {START: "S", GOAL: "G", WALL: "", OPEN: "", PATH: ""}.get(tok, "?")
+        fill = {WALL: c["wall"], START: c["ends"], GOAL: c["ends"]}.get(tok, c["answer"])
+        wrong = y is not None and tok != y[i]
+        right = y is not None and not wrong and tok == PATH
+        if wrong and tok == WALL:
+            text = "#"  # the red fill hides the wall colour: say what the cell holds
+        fill = c["wrong"] if wrong else c["right"] if right else fill
+        cells.append((fill, text, given, tok == PATH))
+    n = math.isqrt(len(t))
+    return cells, (n, n)

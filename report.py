@@ -1,0 +1,83 @@
+"""What a run shows a person: times, the progress bar with ETA, the log file and the plots.
+matplotlib is imported inside the plot functions (and draws on a Figure, not pyplot, so a
+notebook's backend stays as it is)."""
+import sys
+import time
+
+
+def fmt_time(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else \
+        f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class Progress:
+    """A one-line progress bar with ETA on a terminal; log lines are printed above it and
+    appended to the log file."""
+
+    def __init__(self, total: int, start: int, log_file, minutes=None):
+        self.total, self.start, self.t0, self.last = total, start, time.time(), 0.0
+        self.tty, self.log_file = sys.stdout.isatty(), log_file
+        self.budget = 60 * minutes if minutes is not None else float("inf")  # --minutes
+
+    def eta(self, step: int) -> str:
+        done, elapsed = step - self.start, time.time() - self.t0
+        if not done:
+            return "?"
+        return fmt_time(max(0, min(elapsed / done * (self.total - step), self.budget - elapsed)))
+
+    def out_of_time(self) -> bool:
+        return time.time() - self.t0 > self.budget
+
+    def update(self, step: int):
+        if self.tty and time.time() - self.last > 0.5:
+            self.last, frac = time.time(), step / self.total
+            bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
+            print(f"\r[{bar}] {step}/{self.total} {frac:4.0%} | ETA {self.eta(step)}", end="",
+                  flush=True)
+
+    def log(self, line: str):
+        print(("\r\033[K" if self.tty else "") + line, flush=True)
+        self.log_file.write(line + "\n")
+        self.log_file.flush()
+
+
+def plot_curves(history: list, evals: list, path: str, title: str):
+    """Training loss, train accuracy and test exact accuracy against optimiser steps."""
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(11, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    ax_loss.plot([h["step"] for h in history], [h["loss"] for h in history])
+    ax_loss.set(xlabel="optimiser step", ylabel="train loss", yscale="log", title="loss")
+    steps = [h["step"] for h in history]
+    ax_acc.plot(steps, [h["exact"] for h in history], label="train exact (halted)")
+    ax_acc.plot(steps, [h["cell"] for h in history], label="train cell", alpha=0.6)
+    ax_acc.plot([e["step"] for e in evals], [e["exact"] for e in evals], "o-",
+                label="test exact (EMA)")
+    ax_acc.set(xlabel="optimiser step", ylabel="accuracy", ylim=(0, 1.02), title="accuracy")
+    ax_acc.legend(loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def plot_scaling(table: list, trained: int, path: str, title: str):
+    """Test exact accuracy against supervision steps (test_time_scaling's table)."""
+    import matplotlib.ticker
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(6.5, 4))
+    ax = fig.subplots()
+    for mode, style in (("fixed", "o-"), ("adaptive", "s--")):
+        rows = [r for r in table if r["mode"] == mode]
+        ax.plot([r["mean_steps"] for r in rows], [100 * r["exact"] for r in rows], style,
+                label={"fixed": "k supervision steps", "adaptive": "halting head, at most k"}[mode])
+    ax.axvline(trained, color="gray", lw=0.8, ls=":", label=f"trained with {trained}")
+    ax.set(xscale="log", xlabel="supervision steps per puzzle (mean)",
+           ylabel="test exact accuracy (%)", title=title)
+    counts = sorted({r["steps"] for r in table})
+    ax.set_xticks(counts, [str(k) for k in counts])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)

@@ -2,6 +2,7 @@
 hrm.md §3) and small CPU tasks. resolve_config() turns a command line into the one plain dict a
 run uses, and that dict is saved in every checkpoint."""
 import argparse
+import math
 import os
 
 import torch
@@ -108,6 +109,70 @@ arg("--bench", type=int, metavar="N", help="time N optimiser steps after warm-up
 arg("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
 
 
+# every numeric flag's valid values, checked before any data is loaded or model built
+AT_LEAST_ONE = ("hidden", "heads", "layers", "n", "T", "N_sup", "N", "M_max", "prefix_len",
+                "batch_size", "grad_accum", "steps", "warmup", "eval_every", "eval_batch_size",
+                "log_every", "bench", "threads")
+AT_LEAST_ZERO = ("weight_decay", "emb_weight_decay", "eval_limit")
+POSITIVE = ("lr", "emb_lr", "minutes")
+DEVICES = ("cpu", "cuda", "mps")
+
+
+def fail(problem: str):
+    """A user error: one line that names the problem and the fix, no traceback."""
+    raise SystemExit(f"train.py: error: {problem}")
+
+
+def flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def check_config(cfg: dict):
+    """Refuse a value no run can use, naming the flag, the value and what it must be."""
+    for key in AT_LEAST_ONE + AT_LEAST_ZERO + POSITIVE:
+        v = cfg.get(key)
+        if v is None:
+            continue
+        if not math.isfinite(v):
+            fail(f"{flag(key)} {v} is not a finite number")
+        least = 1 if key in AT_LEAST_ONE else 0
+        if v < least or (key in POSITIVE and v == 0):
+            must = f"at least {least}" if key not in POSITIVE else "above 0"
+            fail(f"{flag(key)} {v} must be {must}")
+    if not 0 <= cfg["ema"] < 1:
+        fail(f"--ema {cfg['ema']} must be in [0, 1): the EMA rate (0 = evaluate the raw weights)")
+    if not 0 <= cfg["halt_explore"] <= 1:
+        fail(f"--halt-explore {cfg['halt_explore']} must be a probability in [0, 1]")
+    if cfg["net"] == "att" and cfg["hidden"] % cfg["heads"]:
+        fail(f"--hidden {cfg['hidden']} must be a multiple of --heads {cfg['heads']} (attention "
+             f"splits the hidden size over the heads)")
+    if cfg["batch_size"] % cfg["grad_accum"]:
+        fail(f"--batch-size {cfg['batch_size']} must be a multiple of --grad-accum "
+             f"{cfg['grad_accum']}")
+    if cfg.get("eval_steps") is not None:
+        parts = cfg["eval_steps"].split(",")
+        if not all(p.strip().isdigit() and int(p) >= 1 for p in parts):
+            fail(f"--eval-steps {cfg['eval_steps']!r} must be step counts of at least 1 separated "
+                 f"by commas, e.g. 1,2,4,8,16")
+    check_device(cfg["device"])
+
+
+def check_device(device: str | None):
+    """None (the first available) or a device this machine has: cpu, cuda[:i], mps."""
+    if device is None:
+        return
+    kind, _, index = device.partition(":")
+    if kind not in DEVICES or (index and not index.isdigit()):
+        fail(f"--device {device!r} is not one of cpu, cuda, cuda:N, mps")
+    if kind == "cuda" and not torch.cuda.is_available():
+        fail(f"--device {device}: this machine has no CUDA GPU that torch {torch.__version__} can "
+             f"use; leave --device out (or say cpu)")
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        fail(f"--device {device}: there are only {torch.cuda.device_count()} CUDA devices")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        fail("--device mps: this machine has no Apple GPU that torch can use; leave --device out")
+
+
 # with --eval-only, everything else comes from the checkpoint's own config
 EVAL_FLAGS = ("resume", "eval_only", "eval_steps", "eval_limit", "eval_batch_size", "data_dir",
               "device", "dtype", "compile", "threads")
@@ -117,23 +182,23 @@ def resolve_config(argv=None) -> dict:
     args = vars(parser.parse_args(argv))
     if args["eval_only"]:
         if not args["resume"]:
-            parser.error("--eval-only evaluates a checkpoint: give it with --resume CKPT")
+            fail("--eval-only evaluates a checkpoint: give it with --resume CKPT")
         saved = torch.load(args["resume"], map_location="cpu", weights_only=False)["config"]
         cfg = {**saved, "device": None, "dtype": None, "bench": None, "dry_run": False,
                **{k: v for k, v in args.items() if k in EVAL_FLAGS and v is not None}}
         cfg["out"] = args["out"] or os.path.dirname(os.path.abspath(args["resume"]))
+        check_config(cfg)
         return cfg
     model, preset = args["model"], PRESETS[args["model"]][args["task"]]
     for other in {k for ks in RECURSION.values() for k in ks} - set(RECURSION[model]):
         if args[other] is not None:
-            flags = [f"--{k.replace('_', '-')}" for k in RECURSION[model]]
-            parser.error(f"--{other.replace('_', '-')} is not a setting of {model.upper()}; its "
-                         f"recursion is set with {', '.join(flags)} (see --help)")
+            flags = [flag(k) for k in RECURSION[model]]
+            fail(f"{flag(other)} is not a setting of {model.upper()}; its recursion is set with "
+                 f"{', '.join(flags)} (see --help)")
         del args[other]
     cfg = {k: (preset[k] if v is None and k in preset else v) for k, v in args.items()}
     cfg["out"] = cfg["out"] or os.path.join("out", f"{cfg['task']}-{cfg['model']}")
-    cfg["eval_batch_size"] = cfg["eval_batch_size"] or cfg["batch_size"]
-    if cfg["batch_size"] % cfg["grad_accum"]:
-        parser.error(f"--batch-size {cfg['batch_size']} must be a multiple of --grad-accum "
-                     f"{cfg['grad_accum']}")
+    if cfg["eval_batch_size"] is None:
+        cfg["eval_batch_size"] = cfg["batch_size"]
+    check_config(cfg)
     return cfg

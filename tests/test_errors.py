@@ -1,0 +1,61 @@
+"""A user error (a bad flag value, a device this machine lacks) stops with one line that names the
+flag, the value and what it must be, before any data is loaded or anything is written."""
+
+import pytest
+import torch
+
+import train
+
+BAD_FLAGS = [
+    (["--batch-size", "0"], "--batch-size 0 must be at least 1"),
+    (["--batch-size", "-1"], "--batch-size -1 must be at least 1"),
+    (["--steps", "0"], "--steps 0 must be at least 1"),
+    (["--steps", "-5"], "--steps -5 must be at least 1"),
+    (["--eval-every", "0"], "--eval-every 0 must be at least 1"),
+    (["--log-every", "0"], "--log-every 0 must be at least 1"),
+    (["--grad-accum", "0"], "--grad-accum 0 must be at least 1"),
+    (["--batch-size", "64", "--grad-accum", "5"], "--batch-size 64 must be a multiple of"),
+    (["--n", "0"], "--n 0 must be at least 1"),
+    (["--T", "0"], "--T 0 must be at least 1"),
+    (["--N-sup", "0"], "--N-sup 0 must be at least 1"),
+    (["--model", "hrm", "--M-max", "0"], "--M-max 0 must be at least 1"),
+    (["--prefix-len", "0"], "--prefix-len 0 must be at least 1"),
+    (["--eval-batch-size", "0"], "--eval-batch-size 0 must be at least 1"),
+    (["--eval-limit", "-1"], "--eval-limit -1 must be at least 0"),
+    (["--hidden", "63", "--heads", "4", "--net", "att"], "--hidden 63 must be a multiple of"),
+    (["--lr", "-1"], "--lr -1.0 must be above 0"),
+    (["--lr", "0"], "--lr 0.0 must be above 0"),
+    (["--lr", "nan"], "--lr nan is not a finite number"),
+    (["--emb-lr", "inf"], "--emb-lr inf is not a finite number"),
+    (["--weight-decay", "-0.1"], "--weight-decay -0.1 must be at least 0"),
+    (["--minutes", "0"], "--minutes 0.0 must be above 0"),
+    (["--ema", "1.5"], "--ema 1.5 must be in [0, 1)"),
+    (["--ema", "1"], "--ema 1.0 must be in [0, 1)"),
+    (["--halt-explore", "2"], "--halt-explore 2.0 must be a probability"),
+    (["--threads", "0"], "--threads 0 must be at least 1"),
+    (["--bench", "0"], "--bench 0 must be at least 1"),
+    (["--eval-steps", "0,1,2"], "--eval-steps '0,1,2' must be step counts of at least 1"),
+    (["--eval-steps", "1,abc"], "--eval-steps '1,abc' must be step counts"),
+    (["--eval-steps=-1,2"], "--eval-steps '-1,2' must be step counts"),
+    (["--device", "tpu"], "--device 'tpu' is not one of cpu, cuda, cuda:N, mps"),
+    (["--model", "hrm", "--n", "3"], "--n is not a setting of HRM"),
+    (["--eval-only"], "--eval-only evaluates a checkpoint: give it with --resume CKPT"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_FLAGS, ids=[" ".join(a) for a, _ in BAD_FLAGS])
+def test_a_bad_flag_is_one_line_before_any_work(tmp_path, argv, message):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--task", "sudoku4", "--out", str(out), *argv])
+    text = str(stop.value.code)
+    assert text.startswith("train.py: error: ") and message in text
+    assert "\n" not in text  # one line, and a non-zero exit (a str code exits with 1)
+    assert not out.exists()  # nothing written: no folder, no log, no checkpoint
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_a_device_this_machine_lacks_is_refused_at_once(tmp_path):
+    with pytest.raises(SystemExit, match="no CUDA GPU"):
+        train.main(["--task", "sudoku4", "--device", "cuda", "--out", str(tmp_path / "o")])
+    assert not (tmp_path / "o").exists()

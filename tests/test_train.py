@@ -155,18 +155,21 @@ def test_dry_run_prints_the_paper_parameter_count(tmp_path, capsys, model, param
     assert "GENERATED" not in printed.split("config:")[0]
 
 
-@pytest.mark.parametrize("model", ["trm", "hrm"])
-def test_a_tiny_model_learns_a_small_task(tmp_path, model):
-    """The sudoku4 preset (MLP-t, D=64) for 250 steps, about a minute on 2 CPU cores."""
+@pytest.mark.parametrize("model,steps", [("trm", 200), ("hrm", 150)])
+def test_a_tiny_model_learns_a_small_task(tmp_path, model, steps):
+    """The sudoku4 preset (MLP-t, D=64) with a 20-step warmup instead of 100, for 200 (TRM) or 150
+    (HRM) steps: under a minute and a half on one CPU thread. Measured on one thread: TRM 74.6%
+    exact, cell 92.2%; HRM 76.7%, cell 93.1% (the full preset, 250 steps: 95.8% and 92.7%)."""
     out = str(tmp_path / "learn")
-    final = train.main(["--model", model, "--task", "sudoku4", "--steps", "250", "--eval-every",
-                        "250", "--log-every", "50", "--out", out])
+    final = train.main(["--model", model, "--task", "sudoku4", "--steps", str(steps), "--warmup",
+                        "20", "--eval-every", str(steps), "--log-every", "50", "--out", out])
     results = json.load(open(f"{out}/results.json"))
     assert results["generated"] and results["test_exact"] == final["exact"]
     assert final["puzzles"] == 1000  # the final eval uses the whole test set
-    # by chance a cell is right 1/4 of the time and a whole 4x4 grid practically never
-    assert final["cell"] > 0.9
-    assert final["exact"] > 0.5
+    # by chance a cell is right 1/4 of the time and a whole 4x4 grid practically never; the
+    # margins below the measured values allow for another torch build's float rounding
+    assert final["cell"] > 0.8
+    assert final["exact"] > 0.4
 
 
 def test_bench_reports_speed_and_memory(tmp_path, capsys):

@@ -197,9 +197,10 @@ def load_task(task: str, data_dir: str | None = None, cache_dir: str = "data", s
     # deviation: the 1k Sudoku subset is drawn with a fixed seed (the official builder sets none)
     if task == "sudoku":
         with open(folder / "train.csv", "rb") as f:
-            total = sum(1 for _ in f) - 1  # data rows = lines after the header
+            total = max(0, sum(1 for _ in f) - 1)  # data rows = lines after the header
         if total < spec["n_train"]:
-            raise ValueError(f"{folder / 'train.csv'} has {total} rows, need {spec['n_train']}")
+            raise ValueError(f"{folder / 'train.csv'} has {total} data rows, need at least "
+                             f"{spec['n_train']}")
         rows = np.random.default_rng(seed).choice(total, spec["n_train"], replace=False)
         sub = {"subsample_seed": seed, "subsample_rows": rows}
     x, y, meta = csv_format.read(folder / "train.csv", FAMILIES[spec["kind"]], spec["grid"], rows)

@@ -38,7 +38,7 @@ from bench import bench
 from evaluate import evaluate, test_time_scaling, write_scaling
 from hrm import HRM, HRMConfig
 from optim import AdamATan2, SignSGD, ema_update
-from config import RECURSION, resolve_config
+from config import RECURSION, fail, resolve_config
 from report import Progress, fmt_time, plot_curves, plot_scaling
 from trm import TRM, TRMConfig
 
@@ -181,7 +181,6 @@ def build_run(cfg: dict, device, autocast, train, test) -> Run:
         step_fn = torch.compile(supervision_step, dynamic=False)
         eval_fn = torch.compile(ema_model, dynamic=False)
     B = cfg["batch_size"]
-    os.makedirs(cfg["out"], exist_ok=True)
     return Run(cfg, device, autocast, train, test, model, ema_model, opt, emb_opt, step_fn,
                eval_fn, carry=new_carry(model, train, B, device),
                puzzle_ids=torch.zeros(B, dtype=torch.long, device=device),
@@ -371,10 +370,30 @@ def eval_only(run: Run) -> list:
     return table
 
 
+def make_out(out: str):
+    """Create the output folder and check that it takes files, before any slow work."""
+    try:
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, ".write-test"), "w"):
+            pass
+        os.remove(os.path.join(out, ".write-test"))
+    except OSError as e:
+        fail(f"--out {out} cannot hold the run's files ({e.strerror}): give a writable folder")
+
+
+def load_data(cfg: dict):
+    """The task's (train, test) sets; a bad data file is a user error, told in one line."""
+    try:
+        return data.load_task(cfg["task"], data_dir=cfg["data_dir"], seed=cfg["seed"])
+    except (ValueError, FileNotFoundError) as e:
+        fail(str(e))
+
+
 def main(argv=None):
     cfg = resolve_config(argv)
+    make_out(cfg["out"])
     device, autocast = setup_device(cfg)
-    train, test = data.load_task(cfg["task"], data_dir=cfg["data_dir"], seed=cfg["seed"])
+    train, test = load_data(cfg)
     cfg["data_source"] = {"train": train.source, "test": test.source, "generated": train.generated}
     run = build_run(cfg, device, autocast, train, test)
     print_banner(run)

@@ -59,3 +59,38 @@ def test_a_device_this_machine_lacks_is_refused_at_once(tmp_path):
     with pytest.raises(SystemExit, match="no CUDA GPU"):
         train.main(["--task", "sudoku4", "--device", "cuda", "--out", str(tmp_path / "o")])
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("where", ["under a file", "a file", "/proc"])
+def test_an_unwritable_out_is_refused_before_the_data_loads(tmp_path, where):
+    (tmp_path / "f").write_text("not a folder")
+    out = {"under a file": tmp_path / "f" / "run", "a file": tmp_path / "f",
+           "/proc": "/proc/no-such-run"}[where]
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--task", "sudoku4", "--out", str(out)])
+    assert str(stop.value.code).startswith(f"train.py: error: --out {out} cannot hold")
+    assert (tmp_path / "f").read_text() == "not a folder"
+
+
+def sudoku_folder(tmp_path, train_rows: int):
+    header = "source,question,answer,rating\n"
+    row = "x," + "." * 81 + "," + "123456789" * 9 + ",0\n"  # an answer that breaks every column
+    (tmp_path / "train.csv").write_text("" if train_rows < 0 else header + row * train_rows)
+    (tmp_path / "test.csv").write_text(header + row)
+    return ["--task", "sudoku", "--data-dir", str(tmp_path), "--out", str(tmp_path / "out")]
+
+
+def test_an_empty_train_csv_says_it_has_no_rows(tmp_path):
+    """An empty file (not even a header) used to be reported as having -1 rows."""
+    with pytest.raises(SystemExit) as stop:
+        train.main(sudoku_folder(tmp_path, -1))
+    assert str(stop.value.code) == (f"train.py: error: {tmp_path / 'train.csv'} has 0 data rows, "
+                                    f"need at least 1000")
+
+
+def test_a_bad_csv_row_is_one_line_naming_file_and_row(tmp_path):
+    with pytest.raises(SystemExit) as stop:
+        train.main(sudoku_folder(tmp_path, 1000))
+    text = str(stop.value.code)
+    assert text.startswith(f"train.py: error: {tmp_path / 'train.csv'}, data row ")
+    assert "answer is not a valid grid" in text and "\n" not in text

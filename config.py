@@ -55,9 +55,8 @@ parser = argparse.ArgumentParser(  # train.py sets the description: its usage do
            "in config.py); the resolved config is printed at start.")
 arg = parser.add_argument
 # what to run; every value left unset comes from the task's preset
-arg("--model", default="trm", choices=sorted(PRESETS), help="TRM (default) or HRM")
-arg("--task", default="sudoku6", choices=sorted(PRESETS["trm"]),
-    help="task and preset (default sudoku6)")
+arg("--model", choices=sorted(PRESETS), help="TRM (default) or HRM")
+arg("--task", choices=sorted(PRESETS["trm"]), help="task and preset (default sudoku6)")
 arg("--data-dir", help="folder with the official train.csv and test.csv (else cache under data/, "
     "else download, else generate offline)")
 arg("--out", help="output folder (default out/<task>-<model>)")
@@ -176,19 +175,53 @@ def check_device(device: str | None):
 # with --eval-only, everything else comes from the checkpoint's own config
 EVAL_FLAGS = ("resume", "eval_only", "eval_steps", "eval_limit", "eval_batch_size", "data_dir",
               "device", "dtype", "compile", "threads")
+# --resume goes on with the checkpoint's config (a flag left out takes its value); these may be
+# given anew: how long and how often, where, and on what. Any other flag that differs is refused.
+RESUME_MAY_CHANGE = ("steps", "minutes", "eval_every", "eval_limit", "eval_batch_size",
+                     "log_every", "resume", "out", "data_dir", "device", "dtype", "compile",
+                     "threads", "dry_run", "bench", "eval_only", "eval_steps")
+
+
+def read_checkpoint(path: str, map_location="cpu") -> dict:
+    """A checkpoint that train.py wrote, or one line saying why the file is not one."""
+    if not os.path.isfile(path):
+        fail(f"--resume {path}: no such file (give the ckpt.pt of an earlier run)")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # empty, truncated, garbage: torch and pickle raise many kinds
+        fail(f"--resume {path} cannot be read as a checkpoint ({type(e).__name__}: it may be "
+             f"truncated or not a checkpoint): resume from another one, or start afresh")
+    if not isinstance(ckpt, dict) or not {"config", "model", "step", "carry"} <= set(ckpt):
+        fail(f"--resume {path} is not a checkpoint written by train.py (it lacks its config, "
+             f"weights, step or carry)")
+    return ckpt
+
+
+def resumed(args: dict, saved: dict) -> dict:
+    """The checkpoint's config with the flags given now; refuse one that changes the training."""
+    given = {k: v for k, v in args.items() if v is not None and v != parser.get_default(k)}
+    changed = [f"{flag(k)} {saved.get(k)} there, {v} now" for k, v in given.items()
+               if k not in RESUME_MAY_CHANGE and saved.get(k) != v]
+    if changed:
+        fail(f"--resume {args['resume']} was trained with another config ({'; '.join(changed)}); "
+             f"leave those flags out to go on, or start afresh in another --out. A resumed run "
+             f"may change only {', '.join(flag(k) for k in RESUME_MAY_CHANGE if k != 'resume')}")
+    return {**saved, "device": None, "dtype": None, "compile": False, **given}
 
 
 def resolve_config(argv=None) -> dict:
     args = vars(parser.parse_args(argv))
+    saved = read_checkpoint(args["resume"])["config"] if args["resume"] else None
     if args["eval_only"]:
-        if not args["resume"]:
+        if not saved:
             fail("--eval-only evaluates a checkpoint: give it with --resume CKPT")
-        saved = torch.load(args["resume"], map_location="cpu", weights_only=False)["config"]
         cfg = {**saved, "device": None, "dtype": None, "bench": None, "dry_run": False,
                **{k: v for k, v in args.items() if k in EVAL_FLAGS and v is not None}}
         cfg["out"] = args["out"] or os.path.dirname(os.path.abspath(args["resume"]))
         check_config(cfg)
         return cfg
+    args["model"] = args["model"] or (saved or {}).get("model", "trm")
+    args["task"] = args["task"] or (saved or {}).get("task", "sudoku6")
     model, preset = args["model"], PRESETS[args["model"]][args["task"]]
     for other in {k for ks in RECURSION.values() for k in ks} - set(RECURSION[model]):
         if args[other] is not None:
@@ -196,8 +229,11 @@ def resolve_config(argv=None) -> dict:
             fail(f"{flag(other)} is not a setting of {model.upper()}; its recursion is set with "
                  f"{', '.join(flags)} (see --help)")
         del args[other]
-    cfg = {k: (preset[k] if v is None and k in preset else v) for k, v in args.items()}
-    cfg["out"] = cfg["out"] or os.path.join("out", f"{cfg['task']}-{cfg['model']}")
+    if saved:
+        cfg = resumed(args, saved)
+    else:
+        cfg = {k: (preset[k] if v is None and k in preset else v) for k, v in args.items()}
+        cfg["out"] = cfg["out"] or os.path.join("out", f"{cfg['task']}-{cfg['model']}")
     if cfg["eval_batch_size"] is None:
         cfg["eval_batch_size"] = cfg["batch_size"]
     check_config(cfg)

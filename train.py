@@ -38,7 +38,7 @@ from bench import bench
 from evaluate import evaluate, test_time_scaling, write_scaling
 from hrm import HRM, HRMConfig
 from optim import AdamATan2, SignSGD, ema_update
-from config import RECURSION, fail, resolve_config
+from config import RECURSION, fail, read_checkpoint, resolve_config
 from report import Progress, fmt_time, plot_curves, plot_scaling
 from trm import TRM, TRMConfig
 
@@ -222,7 +222,7 @@ def save_checkpoint(run: Run):
 
 
 def load_checkpoint(run: Run, path: str):
-    ckpt = torch.load(path, map_location=run.device, weights_only=False)
+    ckpt = read_checkpoint(path, map_location=run.device)
     run.model.load_state_dict(ckpt["model"])
     run.ema_model.load_state_dict(ckpt["ema"])
     run.opt.load_state_dict(ckpt["opt"])
@@ -276,17 +276,27 @@ def train_step(run: Run, step: int) -> dict:
     return metrics
 
 
+def all_finite(module) -> bool:
+    return all(torch.isfinite(t).all() for t in module.state_dict().values()
+               if t.is_floating_point())
+
+
+def stop_not_finite(run: Run, progress: Progress, what: str):
+    """Stop on NaN/Inf before anything is checkpointed: every checkpoint written is finite."""
+    path = os.path.join(run.cfg["out"], "ckpt.pt")
+    kept = f"the last good checkpoint, {path}, is untouched" if os.path.exists(path) \
+        else "no checkpoint was written"
+    progress.log(f"step {run.step}: {what} (NaN/Inf). Stopping; {kept}. Try a lower --lr, or "
+                 f"--dtype fp32.")
+    sys.exit(1)
+
+
 def log_metrics(run: Run, sums: dict, t_log: float, progress: Progress):
     """Average the summed metrics since the last log line into run.history and log them; stop
     on a NaN/Inf loss before anything is checkpointed."""
     s = {k: v.item() for k, v in sums.items()}  # the only host sync of the loop
     if not math.isfinite(s["loss"]):
-        path = os.path.join(run.cfg["out"], "ckpt.pt")
-        kept = f"the last good checkpoint, {path}, is untouched" if os.path.exists(path) \
-            else "no checkpoint was written"
-        progress.log(f"step {run.step}: the loss is {s['loss']} (NaN/Inf). Stopping; {kept}. "
-                     f"Try a lower --lr, or --dtype fp32.")
-        sys.exit(1)
+        stop_not_finite(run, progress, f"the loss is {s['loss']}")
     n_log = run.step - (run.history[-1]["step"] if run.history else progress.start)
     done = max(s["halted"], 1)
     run.history.append(dict(step=run.step, loss=s["loss"] / n_log, exact=s["exact"] / done,
@@ -303,6 +313,8 @@ def evaluate_and_save(run: Run, last: bool, progress: Progress):
     # deviation: intermediate evals may use the first --eval-limit test puzzles (the official
     # code evaluates all 422,786 Sudoku puzzles every time); the final one uses all
     cfg = run.cfg
+    if not (all_finite(run.model) and all_finite(run.ema_model)):  # the loss was checked before
+        stop_not_finite(run, progress, "the weights after the last optimiser step are not finite")
     result = evaluate(run.eval_fn, run.test, cfg, 0 if last else cfg["eval_limit"], run.autocast)
     run.evals.append(dict(step=run.step, **result))
     progress.log(f"eval {run.step:6d} | test exact {result['exact']:.4f} | cell "
@@ -370,15 +382,24 @@ def eval_only(run: Run) -> list:
     return table
 
 
-def make_out(out: str):
-    """Create the output folder and check that it takes files, before any slow work."""
+def claim_out(out: str):
+    """Create the output folder, check that it takes files and lock it for this run, before any
+    slow work. The lock (flock on out/.lock) ends with the process, however it ends, so a killed
+    run leaves nothing stale; use the returned file as a context manager."""
     try:
         os.makedirs(out, exist_ok=True)
-        with open(os.path.join(out, ".write-test"), "w"):
-            pass
-        os.remove(os.path.join(out, ".write-test"))
+        lock = open(os.path.join(out, ".lock"), "w")
     except OSError as e:
         fail(f"--out {out} cannot hold the run's files ({e.strerror}): give a writable folder")
+    try:
+        import fcntl  # Unix and macOS; elsewhere two runs into one --out are not caught
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:
+        pass
+    except BlockingIOError:
+        fail(f"--out {out} is in use by another run (it holds {out}/.lock): wait for that run "
+             f"to end, or give another --out")
+    return lock
 
 
 def load_data(cfg: dict):
@@ -391,21 +412,22 @@ def load_data(cfg: dict):
 
 def main(argv=None):
     cfg = resolve_config(argv)
-    make_out(cfg["out"])
-    device, autocast = setup_device(cfg)
-    train, test = load_data(cfg)
-    cfg["data_source"] = {"train": train.source, "test": test.source, "generated": train.generated}
-    run = build_run(cfg, device, autocast, train, test)
-    print_banner(run)
-    if cfg["dry_run"]:
-        return None
-    if cfg["resume"]:
-        load_checkpoint(run, cfg["resume"])
-    if cfg["eval_only"]:
-        return eval_only(run)
-    if cfg["bench"]:
-        return bench(run, train_step)
-    return train_loop(run)
+    with claim_out(cfg["out"]):  # one run per output folder
+        device, autocast = setup_device(cfg)
+        train, test = load_data(cfg)
+        cfg["data_source"] = {"train": train.source, "test": test.source,
+                              "generated": train.generated}
+        run = build_run(cfg, device, autocast, train, test)
+        print_banner(run)
+        if cfg["dry_run"]:
+            return None
+        if cfg["resume"]:
+            load_checkpoint(run, cfg["resume"])
+        if cfg["eval_only"]:
+            return eval_only(run)
+        if cfg["bench"]:
+            return bench(run, train_step)
+        return train_loop(run)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ flag, the value and what it must be, before any data is loaded or anything is wr
 import pytest
 import torch
 
+import config
 import train
 
 BAD_FLAGS = [
@@ -94,3 +95,74 @@ def test_a_bad_csv_row_is_one_line_naming_file_and_row(tmp_path):
     text = str(stop.value.code)
     assert text.startswith(f"train.py: error: {tmp_path / 'train.csv'}, data row ")
     assert "answer is not a valid grid" in text and "\n" not in text
+
+
+TINY = ["--task", "sudoku4", "--hidden", "32", "--heads", "2", "--batch-size", "16",
+        "--prefix-len", "2", "--eval-limit", "16", "--eval-batch-size", "16", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ckpt")
+    train.main(TINY + ["--out", str(out), "--steps", "1", "--eval-every", "1"])
+    return out / "ckpt.pt"
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage, not a checkpoint", "truncated"])
+def test_resume_from_a_broken_file_names_it(tmp_path, checkpoint, content):
+    bad = tmp_path / "ckpt.pt"
+    bad.write_bytes(checkpoint.read_bytes()[:1000] if content == "truncated" else content)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--resume", str(bad), "--out", str(out)])
+    assert str(stop.value.code).startswith(f"train.py: error: --resume {bad} cannot be read")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--hidden", "64"], "--hidden 32 there, 64 now"),
+    (["--model", "hrm"], "--model trm there, hrm now"),
+    (["--task", "sudoku6"], "--task sudoku4 there, sudoku6 now"),
+    (["--batch-size", "32"], "--batch-size 16 there, 32 now"),
+    (["--seed", "1"], "--seed 0 there, 1 now"),
+    (["--no-augment"], "--augment True there, False now"),
+])
+def test_resume_refuses_a_config_that_changes_the_training(tmp_path, checkpoint, argv, message):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--resume", str(checkpoint), "--out", str(out), *argv])
+    text = str(stop.value.code)
+    assert message in text and "may change only --steps, --minutes" in text and "\n" not in text
+    assert not out.exists()  # refused before any data was generated or anything written
+
+
+def test_resume_takes_the_checkpoints_config_and_the_new_step_count(checkpoint):
+    cfg = config.resolve_config(["--resume", str(checkpoint), "--steps", "5", "--threads", "2"])
+    saved = torch.load(checkpoint, weights_only=False)["config"]
+    assert (cfg["steps"], cfg["threads"]) == (5, 2)
+    assert {k: cfg[k] for k in ("hidden", "batch_size", "prefix_len", "model", "task", "out")} == \
+        {k: saved[k] for k in ("hidden", "batch_size", "prefix_len", "model", "task", "out")}
+
+
+def test_a_second_run_into_the_same_out_is_refused_until_the_first_ends(tmp_path):
+    """A run holds out/.lock while it runs; the kernel drops the lock when the process ends, even
+    by kill -9, so nothing stale is left."""
+    import subprocess
+    import sys
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'w'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+         str(out / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(SystemExit) as stop:
+            train.main(TINY + ["--out", str(out), "--dry-run"])
+        assert f"--out {out} is in use by another run" in str(stop.value.code)
+        assert not (out / "log.txt").exists()
+    finally:
+        holder.kill()  # SIGKILL: the holder gets no chance to clean up
+        holder.wait()
+    train.main(TINY + ["--out", str(out), "--dry-run"])  # the lock died with the process
+    assert "params:" in (out / "log.txt").read_text()

@@ -126,13 +126,28 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     out, _ = run(tmp_path, "nan", "--steps", "2", "--eval-every", "2")
     before = torch.load(f"{out}/ckpt.pt", weights_only=False)
     with pytest.raises(SystemExit) as stop:  # an absurd learning rate overflows the weights
-        run(tmp_path, "nan", "--steps", "8", "--eval-every", "2", "--lr", "1e30", "--warmup", "1",
-            "--resume", f"{out}/ckpt.pt")
+        run(tmp_path, "nan", "--steps", "8", "--eval-every", "2", "--lr", "1e30", "--warmup", "1")
     assert stop.value.code == 1
     after = torch.load(f"{out}/ckpt.pt", weights_only=False)
     assert after["step"] == before["step"] == 2
     assert all(torch.isfinite(v).all() for v in after["model"].values())
     assert "NaN/Inf" in open(f"{out}/log.txt").read()
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path):
+    """The loss is that of the weights before the optimiser step; at --lr 1e3 the step after a
+    finite loss can leave NaN weights, which a checkpoint must never hold (nor call good)."""
+    out = tmp_path / "w"
+    with pytest.raises(SystemExit) as stop:
+        train.main(TINY + ["--out", str(out), "--steps", "6", "--eval-every", "1", "--lr", "1e3",
+                           "--warmup", "1"])
+    assert stop.value.code == 1
+    log = open(out / "log.txt").read()
+    assert "NaN/Inf" in log
+    if (out / "ckpt.pt").exists():  # written at a step whose weights were still finite
+        ckpt = torch.load(out / "ckpt.pt", weights_only=False)
+        for weights in (ckpt["model"], ckpt["ema"]):
+            assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
 
 
 @pytest.mark.parametrize("model,params", [("trm", 5028866), ("hrm", 27275266)])

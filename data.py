@@ -29,6 +29,7 @@ from Hugging Face ($HF_ENDPOINT, default https://huggingface.co). If that fails 
 offline generator and say so loudly: generated data is never the benchmark, and
 PuzzleSet.generated / .source always say which one you have.
 """
+import hashlib
 import os
 import random
 import time
@@ -63,6 +64,9 @@ TASKS = {
                        kind="maze", grid=(7, 7), vocab=6, n_train=30000, n_test=1000,
                        min_steps=12),
 }
+# data rows of the official files (spec data.md), so that a cut download is never the benchmark
+OFFICIAL_ROWS = {"sudoku": {"train.csv": 3_831_994, "test.csv": 422_786},
+                 "maze": {"train.csv": 1000, "test.csv": 1000}}
 
 
 @dataclass
@@ -193,11 +197,16 @@ def load_task(task: str, data_dir: str | None = None, cache_dir: str = "data", s
             return _generated_task(task, seed, cache_dir, log)
     fields = dict(task=task, vocab_size=spec["vocab"], grid=spec["grid"], kind=spec["kind"],
                   generated=False)
-    rows, sub = None, {}
+    facts = {name: _rows_and_sha256(folder / name) for name in files}
+    for name, (count, _) in facts.items():
+        official = OFFICIAL_ROWS[task][name]
+        if data_dir is None and count != official:  # the cache or a download: the whole file
+            raise ValueError(f"{folder / name} has {count:,} data rows, the official file "
+                             f"{official:,}: it is cut short or another file; delete it to "
+                             f"download it again, or give your own files with --data-dir")
+    rows, sub, total = None, {}, facts["train.csv"][0]
     # deviation: the 1k Sudoku subset is drawn with a fixed seed (the official builder sets none)
     if task == "sudoku":
-        with open(folder / "train.csv", "rb") as f:
-            total = max(0, sum(1 for _ in f) - 1)  # data rows = lines after the header
         if total < spec["n_train"]:
             raise ValueError(f"{folder / 'train.csv'} has {total} data rows, need at least "
                              f"{spec['n_train']}")
@@ -207,11 +216,25 @@ def load_task(task: str, data_dir: str | None = None, cache_dir: str = "data", s
     how = f"{len(x):,} puzzles" if rows is None else \
         f"{len(x):,} of {total:,} rows drawn with numpy default_rng({seed}).choice"
     train = PuzzleSet(split="train", inputs=x, labels=y, source=f"{origin} train.csv ({how})",
-                      meta={**meta, **sub}, **fields)
+                      meta={**meta, **sub, "sha256": facts["train.csv"][1]}, **fields)
     x, y, meta = csv_format.read(folder / "test.csv", FAMILIES[spec["kind"]], spec["grid"])
-    test = PuzzleSet(split="test", inputs=x, labels=y, meta=meta,
-                     source=f"{origin} test.csv ({len(x):,} puzzles)", **fields)
+    part = "" if len(x) == OFFICIAL_ROWS[task]["test.csv"] else \
+        f"; NOT the whole official test set of {OFFICIAL_ROWS[task]['test.csv']:,}"
+    test = PuzzleSet(split="test", inputs=x, labels=y, source=f"{origin} test.csv ({len(x):,} "
+                     f"puzzles{part})", meta={**meta, "sha256": facts["test.csv"][1]}, **fields)
     return train, test
+
+
+def _rows_and_sha256(path) -> tuple[int, str]:
+    """Data rows (lines after the header) and sha256 of a CSV file, in one pass over its bytes."""
+    digest, lines, last = hashlib.sha256(), 0, b"\n"
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    lines += last != b"\n"  # a last line without its newline
+    return max(0, lines - 1), digest.hexdigest()
 
 
 # ---- generated sets: seeded, deduplicated, cached as .npz
@@ -242,7 +265,11 @@ def _generated_task(task, seed, cache_dir, log):
     spec = TASKS[task]
     params = repr(sorted((k, v) for k, v in spec.items() if k != "description"))
     path = Path(cache_dir) / "generated" / f"{task}-seed{seed}.npz"
-    arrays = dict(np.load(path)) if path.exists() else {}
+    try:
+        arrays = dict(np.load(path)) if path.exists() else {}
+    except Exception as e:  # truncated, garbled or empty: numpy and zipfile raise many kinds
+        log(f"  the cached {path} cannot be read ({type(e).__name__}: {e}); generating it again")
+        arrays = {}
     if str(arrays.get("params")) != params:  # nothing cached, or TASKS changed since
         t0, arrays, seen = time.time(), {}, set()
         log(f"generating {task} (seed {seed}): {spec['n_train']:,} train + {spec['n_test']:,} test")
@@ -259,6 +286,7 @@ def _generated_task(task, seed, cache_dir, log):
     train_keys = {r.tobytes() for r in arrays["train_inputs"]}
     assert not any(r.tobytes() in train_keys for r in arrays["test_inputs"]), "train/test overlap"
     what = FAMILIES[spec["kind"]].describe(spec)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
     sets = []
     for split in ("train", "test"):
         cols = {k.split("_", 1)[1]: v for k, v in arrays.items() if k.startswith(split + "_")}
@@ -269,7 +297,7 @@ def _generated_task(task, seed, cache_dir, log):
             vocab_size=spec["vocab"], grid=spec["grid"], kind=spec["kind"], generated=True,
             source=f"GENERATED offline (seed {seed}, {what}, {len(x):,} puzzles) - "
                    "not the benchmark",
-            meta={**cols, **FAMILIES[spec["kind"]].stats(x), "seed": seed}))
+            meta={**cols, **FAMILIES[spec["kind"]].stats(x), "seed": seed, "sha256": sha}))
     return tuple(sets)
 
 

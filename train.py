@@ -160,7 +160,7 @@ def new_carry(model, train, B: int, device) -> dict:
                 labels=torch.zeros_like(train.labels[:B], device=device))
 
 
-def build_run(cfg: dict, device, autocast, train, test) -> Run:
+def build_run(cfg: dict, device, autocast, train, test, log_file) -> Run:
     """The model, its EMA copy, the two optimisers and an empty carry."""
     # both models offer one interface: model(state, inputs, puzzle_ids) -> (state, logits, q),
     # initial_state, reset_state, halt, halt_loss, max_steps, num_params, puzzle_emb (README)
@@ -184,7 +184,7 @@ def build_run(cfg: dict, device, autocast, train, test) -> Run:
     return Run(cfg, device, autocast, train, test, model, ema_model, opt, emb_opt, step_fn,
                eval_fn, carry=new_carry(model, train, B, device),
                puzzle_ids=torch.zeros(B, dtype=torch.long, device=device),
-               log_file=open(os.path.join(cfg["out"], "log.txt"), "a"))
+               log_file=log_file)
 
 
 def print_banner(run: Run):
@@ -194,7 +194,8 @@ def print_banner(run: Run):
                          cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "unknown"
     banner = [f"task {cfg['task']} | model {cfg['model']} ({cfg['net']}) | device {run.device} "
               f"{cfg['dtype']} | torch {torch.__version__} | git {git}",
-              f"train: {run.train.source}", f"test:  {run.test.source}",
+              f"train: {run.train.source} | sha256 {run.train.meta['sha256']}",
+              f"test:  {run.test.source} | sha256 {run.test.meta['sha256']}",
               "config: " + json.dumps({k: v for k, v in cfg.items()
                                        if k not in ("model_config", "data_source")}),
               f"params: {cfg['params']}"]
@@ -383,41 +384,48 @@ def eval_only(run: Run) -> list:
 
 
 def claim_out(out: str):
-    """Create the output folder, check that it takes files and lock it for this run, before any
-    slow work. The lock (flock on out/.lock) ends with the process, however it ends, so a killed
-    run leaves nothing stale; use the returned file as a context manager."""
+    """Create the output folder and open its log.txt, before any slow work, locked for this run
+    (flock): a second run into the same folder is refused. The lock ends with the process however
+    it ends, so a killed run leaves nothing stale. Returns the open log file."""
     try:
         os.makedirs(out, exist_ok=True)
-        lock = open(os.path.join(out, ".lock"), "w")
+        log_file = open(os.path.join(out, "log.txt"), "a")
     except OSError as e:
         fail(f"--out {out} cannot hold the run's files ({e.strerror}): give a writable folder")
     try:
         import fcntl  # Unix and macOS; elsewhere two runs into one --out are not caught
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(log_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except ImportError:
         pass
     except BlockingIOError:
-        fail(f"--out {out} is in use by another run (it holds {out}/.lock): wait for that run "
+        fail(f"--out {out} is in use by another run (it holds {out}/log.txt): wait for that run "
              f"to end, or give another --out")
-    return lock
+    return log_file
 
 
-def load_data(cfg: dict):
-    """The task's (train, test) sets; a bad data file is a user error, told in one line."""
+def load_data(cfg: dict, log_file):
+    """The task's (train, test) sets; what loading says (a download, a fallback and why) goes to
+    the terminal and to log.txt, and a bad data file is a user error, told in one line."""
+    def log(line: str):
+        print(line)
+        log_file.write(line + "\n")
+
     try:
-        return data.load_task(cfg["task"], data_dir=cfg["data_dir"], seed=cfg["seed"])
+        train, test = data.load_task(cfg["task"], data_dir=cfg["data_dir"], seed=cfg["seed"],
+                                     log=log)
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
+    cfg["data_source"] = {"train": train.source, "test": test.source, "generated": train.generated,
+                          "sha256": {"train": train.meta["sha256"], "test": test.meta["sha256"]}}
+    return train, test
 
 
 def main(argv=None):
     cfg = resolve_config(argv)
-    with claim_out(cfg["out"]):  # one run per output folder
+    with claim_out(cfg["out"]) as log_file:  # one run per output folder
         device, autocast = setup_device(cfg)
-        train, test = load_data(cfg)
-        cfg["data_source"] = {"train": train.source, "test": test.source,
-                              "generated": train.generated}
-        run = build_run(cfg, device, autocast, train, test)
+        train, test = load_data(cfg, log_file)
+        run = build_run(cfg, device, autocast, train, test, log_file)
         print_banner(run)
         if cfg["dry_run"]:
             return None

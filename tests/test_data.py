@@ -2,6 +2,7 @@
 the CSV loader rejects malformed rows, and the download / fallback path works (loopback only)."""
 import csv
 import functools
+import hashlib
 import http.server
 import random
 import shutil
@@ -327,6 +328,9 @@ def test_download_caches_and_parses(tmp_path, hf_server, sudoku9_rows, monkeypat
     root, url, hits = hf_server
     monkeypatch.setenv("HF_ENDPOINT", url)
     monkeypatch.setitem(data.TASKS["sudoku"], "n_train", 4)
+    # the official files' row counts, as they are served here
+    monkeypatch.setitem(data.OFFICIAL_ROWS, "sudoku", {"train.csv": 4, "test.csv": 2})
+    monkeypatch.setitem(data.OFFICIAL_ROWS, "maze", {"train.csv": 3, "test.csv": 2})
     for repo, rows in (("sapientinc/sudoku-extreme", sudoku9_rows),
                        ("sapientinc/maze-30x30-hard-1k", maze_rows(3))):
         folder = root / "datasets" / repo / "resolve" / "main"
@@ -345,6 +349,23 @@ def test_download_caches_and_parses(tmp_path, hf_server, sudoku9_rows, monkeypat
     train, test = data.load_task("maze", cache_dir=cache, log=lambda *a: None)
     assert (len(train), len(test), train.vocab_size, train.grid) == (3, 2, 6, (30, 30))
     assert len(hits) == 4 and not list(cache.rglob("*.part"))
+    served = root / "datasets/sapientinc/maze-30x30-hard-1k/resolve/main/test.csv"
+    assert test.meta["sha256"] == hashlib.sha256(served.read_bytes()).hexdigest()
+
+
+def test_a_short_official_file_is_never_the_benchmark(tmp_path, hf_server, monkeypatch):
+    """A test.csv cut at a line end (served without Content-Length, so the download cannot tell)
+    has fewer rows than the official file: it is refused, not used as the test set."""
+    root, url, hits = hf_server
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    folder = root / "datasets" / "sapientinc/maze-30x30-hard-1k" / "resolve" / "main"
+    folder.mkdir(parents=True)
+    write_csv(folder / "train.csv", maze_rows(3))
+    write_csv(folder / "test.csv", maze_rows(2))
+    monkeypatch.setitem(data.OFFICIAL_ROWS, "maze", {"train.csv": 3, "test.csv": 1000})
+    with pytest.raises(ValueError, match=r"test\.csv has 2 data rows, the official file 1,000: it "
+                                         r"is cut short"):
+        data.load_task("maze", cache_dir=tmp_path, log=lambda *a: None)
 
 
 @pytest.mark.parametrize("task", ["sudoku", "maze"])

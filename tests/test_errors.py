@@ -1,10 +1,16 @@
 """A user error (a bad flag value, a device this machine lacks) stops with one line that names the
 flag, the value and what it must be, before any data is loaded or anything is written."""
 
+import hashlib
+import json
+import socket
+from pathlib import Path
+
 import pytest
 import torch
 
 import config
+import data
 import train
 
 BAD_FLAGS = [
@@ -145,8 +151,8 @@ def test_resume_takes_the_checkpoints_config_and_the_new_step_count(checkpoint):
 
 
 def test_a_second_run_into_the_same_out_is_refused_until_the_first_ends(tmp_path):
-    """A run holds out/.lock while it runs; the kernel drops the lock when the process ends, even
-    by kill -9, so nothing stale is left."""
+    """A run holds a lock on out/log.txt while it runs; the kernel drops it when the process ends,
+    even by kill -9, so nothing stale is left."""
     import subprocess
     import sys
     out = tmp_path / "out"
@@ -154,15 +160,53 @@ def test_a_second_run_into_the_same_out_is_refused_until_the_first_ends(tmp_path
     holder = subprocess.Popen(
         [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'w'); "
          "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
-         str(out / ".lock")], stdout=subprocess.PIPE, text=True)
+         str(out / "log.txt")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(SystemExit) as stop:
             train.main(TINY + ["--out", str(out), "--dry-run"])
         assert f"--out {out} is in use by another run" in str(stop.value.code)
-        assert not (out / "log.txt").exists()
+        assert (out / "log.txt").read_text() == ""  # the refused run wrote nothing
     finally:
         holder.kill()  # SIGKILL: the holder gets no chance to clean up
         holder.wait()
     train.main(TINY + ["--out", str(out), "--dry-run"])  # the lock died with the process
     assert "params:" in (out / "log.txt").read_text()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbled", "empty"])
+def test_a_corrupt_generated_cache_is_made_again(tmp_path, damage):
+    good = data.load_task("sudoku4", log=lambda *a: None)  # the suite's shared cache in data/
+    cached = tmp_path / "generated" / "sudoku4-seed0.npz"
+    cached.parent.mkdir()
+    whole = (Path("data") / "generated" / "sudoku4-seed0.npz").read_bytes()
+    cached.write_bytes({"truncated": whole[:len(whole) // 2], "garbled": b"PK\x03\x04" + whole[99:],
+                        "empty": b""}[damage])
+    logs = []
+    again = data.load_task("sudoku4", cache_dir=tmp_path, log=logs.append)
+    assert any(f"the cached {cached} cannot be read" in line for line in logs)
+    assert torch.equal(again[0].inputs, good[0].inputs) and torch.equal(again[1].labels,
+                                                                        good[1].labels)
+
+
+def test_data_hashes_and_the_fallback_reason_reach_the_log(tmp_path, monkeypatch):
+    """The sha256 of each data file is in log.txt and results.json, so two runs can be compared;
+    why the download failed is in log.txt, not only on the terminal."""
+    with socket.socket() as s:  # a port that nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.chdir(tmp_path)  # the generated stand-in goes to this test's own data/
+    monkeypatch.setitem(data.TASKS["maze"], "n_train", 3)
+    monkeypatch.setitem(data.TASKS["maze"], "n_test", 2)
+    out = tmp_path / "out"
+    train.main(["--task", "maze", "--hidden", "32", "--heads", "2", "--batch-size", "3",
+                "--prefix-len", "1", "--steps", "1", "--eval-every", "1", "--threads", "1",
+                "--out", str(out)])
+    log = (out / "log.txt").read_text()
+    assert "could not download sapientinc/maze-30x30-hard-1k" in log and "NOT the benchmark" in log
+    npz = tmp_path / "data" / "generated" / "maze-seed0.npz"
+    sha = hashlib.sha256(npz.read_bytes()).hexdigest()
+    assert f"sha256 {sha}" in log
+    results = json.loads((out / "results.json").read_text())
+    assert results["data"]["sha256"] == {"train": sha, "test": sha}

@@ -61,10 +61,16 @@ def test_a_bad_flag_is_one_line_before_any_work(tmp_path, argv, message):
     assert not out.exists()  # nothing written: no folder, no log, no checkpoint
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
-def test_a_device_this_machine_lacks_is_refused_at_once(tmp_path):
-    with pytest.raises(SystemExit, match="no CUDA GPU"):
-        train.main(["--task", "sudoku4", "--device", "cuda", "--out", str(tmp_path / "o")])
+@pytest.mark.parametrize("device, has_it, message", [
+    ("cuda", torch.cuda.is_available(), "no CUDA GPU"),
+    ("cuda:7", torch.cuda.device_count() > 7, "CUDA"),
+    ("mps", torch.backends.mps.is_available(), "no Apple GPU"),
+])
+def test_a_device_this_machine_lacks_is_refused_at_once(tmp_path, device, has_it, message):
+    if has_it:
+        pytest.skip(f"this machine has {device}")
+    with pytest.raises(SystemExit, match=message):
+        train.main(["--task", "sudoku4", "--device", device, "--out", str(tmp_path / "o")])
     assert not (tmp_path / "o").exists()
 
 

@@ -18,7 +18,8 @@ tokens (PAD 0 never occurs here, since every grid is full; it is kept so the ids
 official datasets)
   sudoku  PAD 0, blank 1, digit d -> d + 1
   maze    PAD 0, then "# SGo" -> 1..5: wall, open, start, goal, path. The label is the input with
-          the unique shortest path from S to G drawn as 'o'.
+          a shortest path from S to G drawn as 'o': in Maze-Hard the canonical one of its many
+          (puzzles/maze.py), in our generated mazes the only one.
 
 pictures
   decode(puzzles, tokens) writes one grid as text; show(puzzles, tokens, ax) draws it on a
@@ -197,7 +198,7 @@ def load_task(task: str, data_dir: str | None = None, cache_dir: str = "data", s
             return _generated_task(task, seed, cache_dir, log)
     fields = dict(task=task, vocab_size=spec["vocab"], grid=spec["grid"], kind=spec["kind"],
                   generated=False)
-    facts = {name: _rows_and_sha256(folder / name) for name in files}
+    facts = {name: csv_format.rows_and_sha256(folder / name) for name in files}
     for name, (count, _) in facts.items():
         official = OFFICIAL_ROWS[task][name]
         if data_dir is None and count != official:  # the cache or a download: the whole file
@@ -222,19 +223,12 @@ def load_task(task: str, data_dir: str | None = None, cache_dir: str = "data", s
         f"; NOT the whole official test set of {OFFICIAL_ROWS[task]['test.csv']:,}"
     test = PuzzleSet(split="test", inputs=x, labels=y, source=f"{origin} test.csv ({len(x):,} "
                      f"puzzles{part})", meta={**meta, "sha256": facts["test.csv"][1]}, **fields)
+    for s in (train, test):  # third-party mazes may break ties between shortest paths otherwise
+        if "canonical" in s.meta and not s.meta["canonical"].all():
+            log(f"{folder / (s.split + '.csv')}: {(~s.meta['canonical']).sum():,} of {len(s):,} "
+                f"labels are shortest paths but not the benchmark's canonical one")
     return train, test
 
-
-def _rows_and_sha256(path) -> tuple[int, str]:
-    """Data rows (lines after the header) and sha256 of a CSV file, in one pass over its bytes."""
-    digest, lines, last = hashlib.sha256(), 0, b"\n"
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            digest.update(chunk)
-            lines += chunk.count(b"\n")
-            last = chunk[-1:]
-    lines += last != b"\n"  # a last line without its newline
-    return max(0, lines - 1), digest.hexdigest()
 
 
 # ---- generated sets: seeded, deduplicated, cached as .npz
@@ -297,7 +291,7 @@ def _generated_task(task, seed, cache_dir, log):
             vocab_size=spec["vocab"], grid=spec["grid"], kind=spec["kind"], generated=True,
             source=f"GENERATED offline (seed {seed}, {what}, {len(x):,} puzzles) - "
                    "not the benchmark",
-            meta={**cols, **FAMILIES[spec["kind"]].stats(x), "seed": seed, "sha256": sha}))
+            meta={**cols, **FAMILIES[spec["kind"]].stats(x, y), "seed": seed, "sha256": sha}))
     return tuple(sets)
 
 

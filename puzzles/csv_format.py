@@ -2,6 +2,7 @@
 then one puzzle a row, each grid written row-major in its family's alphabet (CHARS, token =
 index + 1). Every error names the file, the data row and what is wrong."""
 import csv
+import hashlib
 import itertools
 
 import numpy as np
@@ -59,5 +60,17 @@ def read(path, family, shape, rows=None):
         meta = {"rating": np.array(ratings).astype(np.float32)}
     except ValueError:  # keep a non-numeric rating column as text
         meta = {"rating": np.array(ratings)}
-    meta.update(family.stats(out[0]))
+    meta.update(family.stats(*out))
     return torch.from_numpy(out[0]), torch.from_numpy(out[1]), meta
+
+
+def rows_and_sha256(path) -> tuple[int, str]:
+    """Data rows (lines after the header) and sha256 of a CSV file, in one pass over its bytes."""
+    digest, lines, last = hashlib.sha256(), 0, b"\n"
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    lines += last != b"\n"  # a last line without its newline
+    return max(0, lines - 1), digest.hexdigest()

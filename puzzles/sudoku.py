@@ -182,7 +182,7 @@ def generate(rng: random.Random, spec: dict, generator: torch.Generator):
     return made[0], made[1], {"rating": rating(made[0], generator)} if spec["needs_guess"] else {}
 
 
-def stats(inputs: np.ndarray) -> dict:
+def stats(inputs: np.ndarray, labels: np.ndarray) -> dict:
     """Per-puzzle numbers of (N, S) puzzles, kept in PuzzleSet.meta: the given digits."""
     return {"clues": (inputs != BLANK).sum(1)}
 

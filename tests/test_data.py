@@ -548,3 +548,53 @@ def test_show_rejects_bad_shapes(kind, tokens, kw, message):
 def test_data_does_not_import_matplotlib():
     code = "import sys, data; assert 'matplotlib' not in sys.modules, 'data imported matplotlib'"
     subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], check=True)
+
+
+# ---- the benchmark's answer among many shortest paths: the canonical BFS path
+
+MAZE_1K = Path(__file__).parents[2] / "shared" / "data" / "maze-30x30-hard-1k"
+
+
+def open_maze(n):
+    """An n x n maze without walls, S top left and G bottom right: C(2n-2, n-1) shortest paths."""
+    x = np.full(n * n, maze.OPEN, np.uint8)
+    x[0], x[-1] = maze.START, maze.GOAL
+    return x
+
+
+def test_canonical_path_tries_down_left_right_up():
+    x = open_maze(3)
+    assert maze.canonical_path(x, 3) == [0, 3, 6, 7, 8]  # down, down, right, right
+    x[3] = maze.WALL  # down is blocked: right first, then down as soon as it can
+    assert maze.canonical_path(x, 3) == [0, 1, 4, 7, 8]
+    x[1] = maze.WALL
+    assert maze.canonical_path(x, 3) is None
+
+
+def test_a_shortest_but_not_canonical_label_is_accepted_and_counted(tmp_path):
+    x = open_maze(5)
+    canonical = maze.canonical_label(x, 5)
+    other = x.copy()
+    other[[1, 2, 3, 4, 9, 14, 19]] = maze.PATH  # right along the top, then down: also 8 steps
+    assert maze.problem((5, 5), np.stack([x, x]), np.stack([canonical, other])) is None
+    assert maze.stats(np.stack([x, x]), np.stack([canonical, other]))["canonical"].tolist() == \
+        [True, False]
+    longer = canonical.copy()
+    longer[[1, 11]] = maze.PATH  # a detour cell too: connected, but not a shortest path
+    assert maze.problem((5, 5), x[None], longer[None]) == \
+        (0, "the path has 10 steps, but the shortest S-G path has 8")
+
+
+@pytest.mark.skipif(not MAZE_1K.exists(), reason=f"the real Maze-Hard data is in {MAZE_1K}; "
+                                                  "without ../shared this test cannot run")
+def test_every_real_maze_label_is_the_canonical_path(tmp_path):
+    (tmp_path / "train.csv").symlink_to(MAZE_1K / "train.csv")
+    (tmp_path / "test.csv").symlink_to(MAZE_1K / "test_dev.csv")
+    logs = []
+    train, test = data.load_task("maze", data_dir=tmp_path, log=logs.append)
+    assert (len(train), len(test)) == (1000, 200)
+    assert train.meta["canonical"].all() and test.meta["canonical"].all()
+    assert not any("canonical" in line for line in logs)
+    assert "NOT the whole official test set of 1,000" in test.source  # the 200-maze dev slice
+    # and the rule really decides: each real maze has many shortest paths
+    assert all(maze.shortest_paths(x, (30, 30))[1] >= 96 for x in train.inputs[:20].numpy())

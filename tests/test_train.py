@@ -74,7 +74,8 @@ def test_batches_are_epochs_of_permutations_and_repeatable():
     cfg = config.resolve_config(TINY + ["--no-augment"])
     train_set, _ = data.load_task("sudoku4")
     n = len(train_set)
-    per_epoch = [data.get_batch(train_set, s, 16, cfg["seed"], cfg["augment"])[0] for s in range(n // 16)]
+    per_epoch = [data.get_batch(train_set, s, 16, cfg["seed"], cfg["augment"])[0]
+                 for s in range(n // 16)]
     seen = {row.numpy().tobytes() for b in per_epoch for row in b}
     assert len(seen) == n // 16 * 16  # no puzzle twice within an epoch (puzzles are distinct)
     again = data.get_batch(train_set, 7, 16, cfg["seed"], cfg["augment"])[0]

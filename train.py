@@ -15,7 +15,7 @@ The papers' recipes, one GPU (data downloaded from Hugging Face, or read from --
 Other modes:
     python train.py --task sudoku --dry-run              # build data and model, print config
     python train.py --task sudoku --bench 20             # time 20 optimiser steps
-    python train.py --task sudoku6 --resume out/sudoku6-trm/ckpt.pt   # continue a killed run
+    python train.py --resume out/sudoku6-trm/ckpt.pt     # continue a killed run, same config
     python train.py --eval-only --resume out/sudoku6-trm/ckpt.pt --eval-steps 1,2,4,8,16,32
                                              # test-time scaling: accuracy vs supervision steps
 """
@@ -35,10 +35,10 @@ import torch
 import config
 import data
 from bench import bench
+from config import RECURSION, fail, read_checkpoint, resolve_config
 from evaluate import evaluate, test_time_scaling, write_scaling
 from hrm import HRM, HRMConfig
 from optim import AdamATan2, SignSGD, ema_update
-from config import RECURSION, fail, read_checkpoint, resolve_config
 from report import Progress, fmt_time, plot_curves, plot_scaling
 from trm import TRM, TRMConfig
 

@@ -19,6 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parents[1]))
 import data
 from puzzles import csv_format, maze, sudoku
+from puzzles.common import dihedral_maps
 
 SHARED_1K = Path(__file__).parents[2] / "shared" / "data" / "sudoku-extreme-1k"
 
@@ -598,3 +599,51 @@ def test_every_real_maze_label_is_the_canonical_path(tmp_path):
     assert "NOT the whole official test set of 1,000" in test.source  # the 200-maze dev slice
     # and the rule really decides: each real maze has many shortest paths
     assert all(maze.shortest_paths(x, (30, 30))[1] >= 96 for x in train.inputs[:20].numpy())
+    ax, ay = data.augment("maze", (30, 30), train.inputs[:20], train.labels[:20],
+                          torch.Generator().manual_seed(0))
+    assert all(np.array_equal(b, rule_by_hand(a, 30)) for a, b in zip(ax.numpy(), ay.numpy()))
+
+
+def rule_by_hand(x, n):
+    """The benchmark's label, written independently of puzzles/maze.py: BFS from S over (row, col)
+    pairs, neighbours tried down, left, right, up, first discoverer is the parent."""
+    from collections import deque
+    cells = {(i // n, i % n): v for i, v in enumerate(np.asarray(x).tolist())}
+    start = next(c for c, v in cells.items() if v == maze.START)
+    goal = next(c for c, v in cells.items() if v == maze.GOAL)
+    parent, todo = {start: None}, deque([start])
+    while todo:
+        r, c = todo.popleft()
+        for nxt in ((r + 1, c), (r, c - 1), (r, c + 1), (r - 1, c)):
+            if cells.get(nxt, maze.WALL) != maze.WALL and nxt not in parent:
+                parent[nxt] = (r, c)
+                todo.append(nxt)
+    y, cell = np.asarray(x).copy(), parent[goal]
+    while cell != start:
+        y[cell[0] * n + cell[1]] = maze.PATH
+        cell = parent[cell]
+    return y
+
+
+def test_maze_augment_draws_the_rules_answer_for_every_transform():
+    """Mazes with many shortest paths (sparse walls), each augmented in a batch that meets all 8
+    transforms: the label is the rule applied to the transformed maze, not the turned label."""
+    rng, n, rows = np.random.default_rng(0), 9, []
+    while len(rows) < 6:
+        x = np.where(rng.random(n * n) < 0.2, maze.WALL, maze.OPEN).astype(np.uint8)
+        s, g = rng.choice(n * n, 2, replace=False)
+        x[s], x[g] = maze.START, maze.GOAL
+        if maze.canonical_path(x, n) is not None and maze.shortest_paths(x, (n, n))[1] > 1:
+            rows.append(x)
+    x = torch.from_numpy(np.stack(rows)).repeat(40, 1)  # (240, 81)
+    y = torch.from_numpy(np.stack([rule_by_hand(r, n) for r in rows])).repeat(40, 1)
+    ax, ay = data.augment("maze", (n, n), x, y, torch.Generator().manual_seed(0))
+    maps = dihedral_maps(n)
+    seen = {next(k for k in range(8) if torch.equal(a, x[i][maps[k]])) for i, a in enumerate(ax)}
+    assert seen == set(range(8))
+    turned = 0
+    for i in range(len(ax)):
+        assert np.array_equal(ay[i].numpy(), rule_by_hand(ax[i].numpy(), n))
+        k = next(k for k in range(8) if torch.equal(ax[i], x[i][maps[k]]))
+        turned += not torch.equal(ay[i], y[i][maps[k]])
+    assert turned > 0  # the turned label would have been wrong for some: the test can fail

@@ -52,7 +52,9 @@ PRESETS = {
 parser = argparse.ArgumentParser(  # train.py sets the description: its usage docstring
     prog="train.py", formatter_class=argparse.RawDescriptionHelpFormatter,
     epilog="Model and optimisation flags left unset take the value of the task's preset (PRESETS "
-           "in config.py); the resolved config is printed at start.")
+           "in config.py), or with --resume the checkpoint's (which may change only how long, "
+           "how often, where and on what: RESUME_MAY_CHANGE); the resolved config is printed at "
+           "start.")
 arg = parser.add_argument
 # what to run; every value left unset comes from the task's preset
 arg("--model", choices=sorted(PRESETS), help="TRM (default) or HRM")

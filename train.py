@@ -131,8 +131,25 @@ class Run:
     evals: list = field(default_factory=list)  # one dict per evaluation
 
 
+def check_device(device: str | None):
+    """None (the first available) or a device this machine has: cpu, cuda[:i], mps."""
+    if device is None:
+        return
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()):
+        fail(f"--device {device!r} is not one of cpu, cuda, cuda:N, mps")
+    if kind == "cuda" and not torch.cuda.is_available():
+        fail(f"--device {device}: this machine has no CUDA GPU that torch {torch.__version__} can "
+             f"use; leave --device out (or say cpu)")
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        fail(f"--device {device}: there are only {torch.cuda.device_count()} CUDA devices")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        fail("--device mps: this machine has no Apple GPU that torch can use; leave --device out")
+
+
 def setup_device(cfg: dict):
     """Threads, device, compute dtype and the seed; returns (device, autocast context)."""
+    check_device(cfg["device"])
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
     cfg["device"] = cfg["device"] or ("cuda" if torch.cuda.is_available() else
@@ -422,8 +439,8 @@ def load_data(cfg: dict, log_file):
 
 def main(argv=None):
     cfg = resolve_config(argv)
+    device, autocast = setup_device(cfg)
     with claim_out(cfg["out"]) as log_file:  # one run per output folder
-        device, autocast = setup_device(cfg)
         train, test = load_data(cfg, log_file)
         run = build_run(cfg, device, autocast, train, test, log_file)
         print_banner(run)

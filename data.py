@@ -230,7 +230,6 @@ def load_task(task: str, data_dir: str | None = None, cache_dir: str = "data", s
     return train, test
 
 
-
 # ---- generated sets: seeded, deduplicated, cached as .npz
 
 def _generate(task, split, seed, count, exclude, log):

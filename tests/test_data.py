@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -607,7 +608,6 @@ def test_every_real_maze_label_is_the_canonical_path(tmp_path):
 def rule_by_hand(x, n):
     """The benchmark's label, written independently of puzzles/maze.py: BFS from S over (row, col)
     pairs, neighbours tried down, left, right, up, first discoverer is the parent."""
-    from collections import deque
     cells = {(i // n, i % n): v for i, v in enumerate(np.asarray(x).tolist())}
     start = next(c for c, v in cells.items() if v == maze.START)
     goal = next(c for c, v in cells.items() if v == maze.GOAL)

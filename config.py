@@ -96,6 +96,10 @@ arg("--eval-limit", type=int, help="test puzzles in intermediate evals (0 = all)
 arg("--eval-batch-size", type=int, help="puzzles per eval batch (default: the batch size)")
 arg("--log-every", type=int, help="steps per log line")
 arg("--resume", help="checkpoint to continue from (same config: goes on as if never stopped)")
+arg("--official", metavar="PATH_OR_HF_REPO",
+    help="with --eval-only: score a checkpoint of the official code, a folder with all_config.yaml "
+         "and step_<N> files (the newest is used), one step_<N> file, or a Hugging Face model "
+         "repo owner/name[/subfolder]; the architecture comes from all_config.yaml")
 # system
 arg("--device", help="the device, as torch names it (default: the first of CUDA, MPS, CPU)")
 arg("--dtype", choices=["bf16", "fp32"], help="compute dtype (default bf16 on CUDA, else fp32)")
@@ -159,6 +163,7 @@ def check_config(cfg: dict):
 # with --eval-only, everything else comes from the checkpoint's own config
 EVAL_FLAGS = ("resume", "eval_only", "eval_steps", "eval_limit", "eval_batch_size", "data_dir",
               "device", "dtype", "compile", "threads")
+# with --official the task's preset gives everything but the model, which all_config.yaml gives
 # --resume goes on with the checkpoint's config (a flag left out takes its value); these may be
 # given anew: how long and how often, where, and on what. Any other flag that differs is refused.
 RESUME_MAY_CHANGE = ("steps", "minutes", "eval_every", "eval_limit", "eval_batch_size",
@@ -195,10 +200,14 @@ def resumed(args: dict, saved: dict) -> dict:
 
 def resolve_config(argv=None) -> dict:
     args = vars(parser.parse_args(argv))
+    if args["official"] and (args["resume"] or not args["eval_only"]):
+        fail("--official scores a checkpoint of the official code: use it with --eval-only and "
+             "without --resume")
     saved = read_checkpoint(args["resume"])["config"] if args["resume"] else None
-    if args["eval_only"]:
+    if args["eval_only"] and not args["official"]:
         if not saved:
-            fail("--eval-only evaluates a checkpoint: give it with --resume CKPT")
+            fail("--eval-only evaluates a checkpoint: give it with --resume CKPT (or an official "
+                 "one with --official)")
         cfg = {**saved, "device": None, "dtype": None, "bench": None, "dry_run": False,
                **{k: v for k, v in args.items() if k in EVAL_FLAGS and v is not None}}
         cfg["out"] = args["out"] or os.path.dirname(os.path.abspath(args["resume"]))
@@ -217,7 +226,8 @@ def resolve_config(argv=None) -> dict:
         cfg = resumed(args, saved)
     else:
         cfg = {k: (preset[k] if v is None and k in preset else v) for k, v in args.items()}
-        cfg["out"] = cfg["out"] or os.path.join("out", f"{cfg['task']}-{cfg['model']}")
+        cfg["out"] = cfg["out"] or os.path.join("out", f"{cfg['task']}-{cfg['model']}" +
+                                                "-official" * bool(cfg["official"]))
     if cfg["eval_batch_size"] is None:
         cfg["eval_batch_size"] = cfg["batch_size"]
     check_config(cfg)

@@ -143,7 +143,7 @@ def get_batch(puzzles: PuzzleSet, step: int, batch_size: int, seed: int, augment
     return inputs, labels
 
 
-def _download(url, dest, log):
+def download(url, dest, log):
     """Stream url to dest.part, then rename: a broken download never looks finished."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -188,7 +188,7 @@ def load_task(task: str, data_dir: str | None = None, cache_dir: str = "data", s
             for name in files:
                 if not (folder / name).exists():
                     url = f"{endpoint}/datasets/{spec['repo']}/resolve/main/{name}"
-                    _download(url, folder / name, log)
+                    download(url, folder / name, log)
         except OSError as e:  # no network, HTTP error, timeout, full disk: generate instead
             bar = "#" * 88
             log("\n".join([bar, f"# could not download {spec['repo']}: {e}",

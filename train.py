@@ -34,6 +34,7 @@ import torch
 
 import config
 import data
+import official
 from bench import bench
 from config import RECURSION, fail, read_checkpoint, resolve_config
 from evaluate import evaluate, test_time_scaling, write_scaling
@@ -182,11 +183,12 @@ def build_run(cfg: dict, device, autocast, train, test, log_file) -> Run:
     # both models offer one interface: model(state, inputs, puzzle_ids) -> (state, logits, q),
     # initial_state, reset_state, halt, halt_loss, max_steps, num_params, puzzle_emb (README)
     Model, Config = MODELS[cfg["model"]]
-    mcfg = Config(vocab_size=train.vocab_size, seq_len=train.inputs.shape[1],
-                  hidden_size=cfg["hidden"], num_heads=cfg["heads"], num_layers=cfg["layers"],
-                  mlp_t=cfg["net"] == "mlp", puzzle_emb_len=cfg["prefix_len"],
-                  halt_exploration_prob=cfg["halt_explore"],
-                  **{k: cfg[k] for k in RECURSION[cfg["model"]]})
+    mcfg = Config(**cfg["model_config"]) if cfg.get("official") else \
+        Config(vocab_size=train.vocab_size, seq_len=train.inputs.shape[1],
+               hidden_size=cfg["hidden"], num_heads=cfg["heads"], num_layers=cfg["layers"],
+               mlp_t=cfg["net"] == "mlp", puzzle_emb_len=cfg["prefix_len"],
+               halt_exploration_prob=cfg["halt_explore"],
+               **{k: cfg[k] for k in RECURSION[cfg["model"]]})
     model = Model(mcfg).to(device)
     cfg["model_config"], cfg["params"] = asdict(mcfg), model.num_params()
     ema_model = copy.deepcopy(model) if cfg["ema"] else model
@@ -400,6 +402,28 @@ def eval_only(run: Run) -> list:
     return table
 
 
+def prepare_official(cfg: dict):
+    """--official: fetch the checkpoint and take the model from its all_config.yaml (without one,
+    from the flags: --model, --net, --hidden, --heads, --layers, the recursion, --prefix-len, each
+    the task's preset where not given). Its weights are the ones to score (with the official
+    ema=True, they already are the EMA), so no EMA copy is made here."""
+    file, step = official.step_file(official.fetch(cfg["official"]))
+    arch = official.read_arch(file.parent)
+    if not arch:
+        print(f"{file.parent} has no all_config.yaml: the model comes from the flags")
+        H, L, steps = ("T", "n", "N_sup") if cfg["model"] == "trm" else ("N", "T", "M_max")
+        arch = dict(name=cfg["model"], hidden_size=cfg["hidden"], num_heads=cfg["heads"],
+                    expansion=4, L_layers=cfg["layers"], H_layers=cfg["layers"],
+                    mlp_t=cfg["net"] == "mlp", puzzle_emb_len=cfg["prefix_len"],
+                    halt_exploration_prob=cfg["halt_explore"], H_cycles=cfg[H], L_cycles=cfg[L],
+                    halt_max_steps=cfg[steps])
+    spec = data.TASKS[cfg["task"]]
+    Model, mcfg = official.model_config(arch, spec["vocab"], spec["grid"][0] * spec["grid"][1],
+                                        num_puzzle_ids=1)
+    cfg.update(model="trm" if Model is TRM else "hrm", net="mlp" if mcfg.mlp_t else "att", ema=0,
+               model_config=asdict(mcfg), official_file=str(file), official_step=step)
+
+
 def claim_out(out: str):
     """Create the output folder and open its log.txt, before any slow work, locked for this run
     (flock): a second run into the same folder is refused. The lock ends with the process however
@@ -439,6 +463,8 @@ def load_data(cfg: dict, log_file):
 
 def main(argv=None):
     cfg = resolve_config(argv)
+    if cfg.get("official"):
+        prepare_official(cfg)
     device, autocast = setup_device(cfg)
     with claim_out(cfg["out"]) as log_file:  # one run per output folder
         train, test = load_data(cfg, log_file)
@@ -448,6 +474,9 @@ def main(argv=None):
             return None
         if cfg["resume"]:
             load_checkpoint(run, cfg["resume"])
+        if cfg.get("official"):
+            official.load_weights(run.model, cfg["official_file"])
+            run.step = cfg["official_step"]
         if cfg["eval_only"]:
             return eval_only(run)
         if cfg["bench"]:

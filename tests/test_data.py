@@ -1,15 +1,12 @@
 """Tests for data.py: generated puzzles are valid and unique, augmentation keeps them valid,
 the CSV loader rejects malformed rows, and the download / fallback path works (loopback only)."""
 import csv
-import functools
 import hashlib
-import http.server
 import random
 import shutil
 import socket
 import subprocess
 import sys
-import threading
 from collections import deque
 from pathlib import Path
 
@@ -305,26 +302,6 @@ def test_missing_data_dir_file(tmp_path):
 
 
 # ---- download from a local HTTP server, and the offline fallback
-
-@pytest.fixture
-def hf_server(tmp_path):
-    root, hits = tmp_path / "srv", []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def do_GET(self):
-            hits.append(self.path)
-            super().do_GET()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}", hits
-    server.shutdown()
-    server.server_close()
-
 
 def test_download_caches_and_parses(tmp_path, hf_server, sudoku9_rows, monkeypatch):
     root, url, hits = hf_server

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import hrm
+import official
 import trm
 
 GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden"
@@ -27,20 +28,14 @@ def golden(name: str) -> dict:
 
 
 def model_from_golden(name: str, g: dict):
+    """The golden model in trm.py / hrm.py, its config built from the official config's arch
+    fields by official.model_config, as --official does with all_config.yaml."""
     c = g["config"]
-    common = dict(vocab_size=c["vocab_size"], seq_len=c["seq_len"],
-                  num_puzzle_ids=c["num_puzzle_identifiers"], hidden_size=c["hidden_size"],
-                  num_heads=c["num_heads"], expansion=c["expansion"],
-                  halt_exploration_prob=c["halt_exploration_prob"])
-    if MODELS[name] is trm:
-        model = trm.TRM(trm.TRMConfig(**common, num_layers=c["L_layers"], mlp_t=c["mlp_t"],
-                                      puzzle_emb_len=c["puzzle_emb_len"], n=c["L_cycles"],
-                                      T=c["H_cycles"], N_sup=c["halt_max_steps"]))
-    else:
-        assert c["H_layers"] == c["L_layers"]
-        model = hrm.HRM(hrm.HRMConfig(**common, num_layers=c["L_layers"], N=c["H_cycles"],
-                                      T=c["L_cycles"], M_max=c["halt_max_steps"]))
-    return MODELS[name].load_official(model, g["state_dict"])
+    arch = {k: v for k, v in c.items() if k in official.USED}
+    arch["name"] = "trm" if MODELS[name] is trm else "hrm"
+    Model, config = official.model_config(arch, c["vocab_size"], c["seq_len"],
+                                          c["num_puzzle_identifiers"])
+    return MODELS[name].load_official(Model(config), g["state_dict"])
 
 
 def q_halt_of(q: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,139 @@
+"""Checkpoints written by the official code (sapientinc/HRM, SamsungSAILMontreal/
+TinyRecursiveModels) or by anyone who trained with it: find the files in a local folder or a
+Hugging Face repo, build the matching TRMConfig / HRMConfig from all_config.yaml, and load the
+weights strictly into trm.py / hrm.py.
+
+A folder as the official pretrain.py writes it holds `all_config.yaml` (arch: name, H_cycles,
+L_cycles, H_layers, L_layers, hidden_size, ...) and `step_<N>` files, each a torch.save'd state dict
+of the loss head around the model (keys `model.inner.L_level.layers.0...`, prefixed `_orig_mod.`
+after torch.compile; with ema=True the saved weights are the EMA copy)."""
+import json
+import math
+import os
+import re
+import urllib.request
+from pathlib import Path
+
+import torch
+
+import data
+import hrm
+import trm
+from config import fail
+
+# arch fields of all_config.yaml that we read, and those that carry no model choice here
+USED = {"name", "H_cycles", "L_cycles", "H_layers", "L_layers", "hidden_size", "num_heads",
+        "expansion", "pos_encodings", "mlp_t", "puzzle_emb_len", "puzzle_emb_ndim",
+        "halt_max_steps", "halt_exploration_prob", "rope_theta"}
+IGNORED = {"loss", "forward_dtype"}  # the loss head's settings, the official bf16 casts
+# options whose other values these model files do not implement: the value they must have
+FIXED = {"no_ACT_continue": True, "rms_norm_eps": 1e-5}
+
+
+def fetch(where: str, cache_dir: str = "data/checkpoints", log=print) -> Path:
+    """The local folder (or step file) of a checkpoint: `where` itself if it exists, else a
+    Hugging Face model repo `owner/name[/subfolder]`, whose all_config.yaml and step_* files are
+    downloaded (once) into cache_dir, through $HF_ENDPOINT like the datasets."""
+    if Path(where).exists():
+        return Path(where)
+    parts = where.strip("/").split("/")
+    if len(parts) < 2:
+        fail(f"--official {where}: no such folder, and not a Hugging Face repo id (owner/name)")
+    repo, sub = "/".join(parts[:2]), "/".join(parts[2:])
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    folder = Path(cache_dir) / repo / sub
+    try:
+        with urllib.request.urlopen(f"{endpoint}/api/models/{repo}", timeout=10) as r:
+            names = [s["rfilename"] for s in json.load(r)["siblings"]]
+        wanted = [n for n in names if os.path.dirname(n) == sub and
+                  re.fullmatch(r"all_config\.yaml|step_\d+", os.path.basename(n))]
+        if not any("step_" in n for n in wanted):
+            fail(f"--official {where}: the repo has no step_<N> file in "
+                 f"{sub or 'its top folder'} (it has: {', '.join(names[:10])})")
+        for name in wanted:
+            if not (folder / os.path.basename(name)).exists():
+                data.download(f"{endpoint}/{repo}/resolve/main/{name}",
+                              folder / os.path.basename(name), log)
+    except OSError as e:
+        fail(f"--official {where}: could not fetch it from {endpoint} ({e}); download the "
+             f"folder by hand and give its path")
+    return folder
+
+
+def step_file(where: Path) -> tuple[Path, int]:
+    """(file, step) of a step_<N> file, or of the newest one in a folder."""
+    if where.is_file():
+        if not re.fullmatch(r"step_\d+", where.name):
+            fail(f"--official {where}: not a step_<N> file of the official code")
+        return where, int(where.name[5:])
+    steps = {int(p.name[5:]): p for p in where.glob("step_*") if p.name[5:].isdigit()}
+    if not steps:
+        fail(f"--official {where}: no step_<N> checkpoint file in it")
+    return steps[max(steps)], max(steps)
+
+
+def read_arch(folder: Path) -> dict:
+    """The arch section of all_config.yaml, or {} when the folder has none."""
+    path = folder / "all_config.yaml"
+    if not path.exists():
+        return {}
+    import yaml  # PyYAML: only this loader needs it
+    return (yaml.safe_load(path.read_text()) or {}).get("arch", {})
+
+
+def model_config(arch: dict, vocab_size: int, seq_len: int, num_puzzle_ids: int):
+    """(model class, config) of an official arch dict; any field or value that these model files
+    do not implement is one clear error naming it."""
+    unknown = sorted(set(arch) - USED - IGNORED - set(FIXED))
+    if unknown:
+        fail(f"all_config.yaml: arch option(s) {', '.join(unknown)} are not known here")
+    for key, value in FIXED.items():
+        if key in arch and arch[key] != value:
+            fail(f"all_config.yaml: arch {key} = {arch[key]} is not implemented (only {value})")
+    name = str(arch.get("name", ""))
+    is_trm = "trm" in name.lower() or "TinyRecursive" in name
+    if not is_trm and "hrm" not in name.lower() and "Hierarchical" not in name:
+        fail(f"all_config.yaml: arch name {name!r} is neither TRM nor HRM")
+    mlp_t = bool(arch.get("mlp_t", False))
+    if not mlp_t and arch.get("pos_encodings", "rope") != "rope":  # MLP-t uses no positions
+        fail(f"all_config.yaml: pos_encodings {arch['pos_encodings']!r} is not implemented "
+             f"(attention here uses rope)")
+    D = arch["hidden_size"]
+    emb_len = arch.get("puzzle_emb_len") or math.ceil(arch.get("puzzle_emb_ndim", D) / D)
+    common = dict(vocab_size=vocab_size, seq_len=seq_len, num_puzzle_ids=num_puzzle_ids,
+                  hidden_size=D, num_heads=arch["num_heads"], expansion=arch["expansion"],
+                  mlp_t=mlp_t, puzzle_emb_len=emb_len,
+                  rope_theta=arch.get("rope_theta", 10000.0),
+                  halt_exploration_prob=arch["halt_exploration_prob"])
+    if is_trm:
+        return trm.TRM, trm.TRMConfig(**common, num_layers=arch["L_layers"], n=arch["L_cycles"],
+                                      T=arch["H_cycles"], N_sup=arch["halt_max_steps"])
+    if arch["H_layers"] != arch["L_layers"]:
+        fail(f"all_config.yaml: H_layers {arch['H_layers']} != L_layers {arch['L_layers']}: "
+             f"hrm.py builds f_L and f_H with the same number of blocks")
+    return hrm.HRM, hrm.HRMConfig(**common, num_layers=arch["L_layers"], N=arch["H_cycles"],
+                                  T=arch["L_cycles"], M_max=arch["halt_max_steps"])
+
+
+def load_weights(model, path: Path):
+    """Load an official step_<N> file strictly: a missing, unexpected or mis-shaped tensor is one
+    clear error naming it."""
+    try:
+        official = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated or not a state dict
+        fail(f"--official {path} cannot be read as a state dict ({type(e).__name__})")
+    module = trm if isinstance(model, trm.TRM) else hrm
+    ours = module.official_state_dict(official)
+    want = model.state_dict()
+    missing, extra = sorted(set(want) - set(ours)), sorted(set(ours) - set(want))
+    if missing or extra:
+        fail(f"--official {path}: " + "; ".join(
+            what for what in (f"missing {', '.join(missing[:4])}" * bool(missing),
+                              f"unexpected {', '.join(extra[:4])}" * bool(extra)) if what))
+    for key, t in want.items():
+        if ours[key].shape != t.shape:
+            rows = " (the puzzle-embedding table: trained on a task with another number of " \
+                   "puzzle ids)" if key == "puzzle_emb" else ""
+            fail(f"--official {path}: {key} has shape {tuple(ours[key].shape)}, this model "
+                 f"needs {tuple(t.shape)}{rows}")
+    model.load_state_dict(ours, strict=True)

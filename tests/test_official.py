@@ -1,0 +1,138 @@
+"""Checkpoints of the official code, scored with --eval-only --official: folders laid out as the
+official pretrain.py writes them (step_<N> state dicts with `model.` / `_orig_mod.` prefixes and an
+all_config.yaml), made from the golden fixtures, read locally or from a loopback hub."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import data
+import evaluate
+import official
+import train
+from test_golden import GOLDEN, MODELS, golden, model_from_golden
+
+ARCH_NAMES = {"trm": "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1",
+              "hrm": "hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1"}
+
+
+def official_folder(folder: Path, name: str, prefix: str = "_orig_mod.model.", step: int = 7,
+                    arch_extra: dict | None = None, drop: str | None = None, reshape: str = ""):
+    """Write the golden model `name` as the official code would save it: all_config.yaml
+    (yaml.dump of the config, arch under `arch`) and step_<step> (plus an older step_1)."""
+    g = golden(name)
+    c = g["config"]
+    arch = {k: v for k, v in c.items() if k in official.USED}
+    arch.update(name=ARCH_NAMES["trm" if "trm" in name else "hrm"],
+                loss={"name": "losses@ACTLossHead", "loss_type": "stablemax_cross_entropy"})
+    arch.update(arch_extra or {})
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "all_config.yaml").write_text(yaml.dump(
+        {"arch": arch, "data_paths": ["data/sudoku-extreme-1k-aug-1000"], "global_batch_size": 768,
+         "lr": 1e-4, "ema": True}))
+    weights = {prefix + k: v for k, v in g["state_dict"].items() if k != drop}
+    if reshape:
+        weights[prefix + reshape] = torch.zeros(3, 64)
+    torch.save(weights, folder / f"step_{step}")
+    torch.save({prefix + k: torch.zeros_like(v) for k, v in g["state_dict"].items()},
+               folder / "step_1")  # an older checkpoint: the newest must be the one loaded
+    return g
+
+
+def eval_logits(model, g):
+    """The golden fixture's eval protocol: three supervision steps from a fresh state."""
+    model.eval()
+    state, out = model.initial_state(len(g["inputs"])), []
+    with torch.no_grad():
+        for _ in range(3):
+            state, logits, _ = model(state, g["inputs"], g["puzzle_identifiers"])
+            out.append(logits)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("prefix", ["model.", "_orig_mod.model."])
+def test_an_official_folder_loads_to_the_golden_logits(tmp_path, name, prefix):
+    g = official_folder(tmp_path / "ckpt", name, prefix)
+    file, step = official.step_file(official.fetch(str(tmp_path / "ckpt")))
+    assert (file.name, step) == ("step_7", 7)
+    c = g["config"]
+    Model, config = official.model_config(official.read_arch(file.parent), c["vocab_size"],
+                                          c["seq_len"], 1)
+    model = Model(config)
+    official.load_weights(model, file)
+    expected = g["eval_logits"]
+    err = (eval_logits(model, g) - expected).abs().max() / expected.abs().max()
+    assert err < 1e-4
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_eval_only_official_from_a_loopback_hub(tmp_path, hf_server, monkeypatch, name):
+    """`--eval-only --official owner/repo/subfolder` fetches the folder through $HF_ENDPOINT (the
+    file list from the hub's model API) and scores it on the task's test set: the same curves as
+    the golden model loaded directly. sudoku4 has the fixtures' vocab 6 and 16 cells."""
+    root, url, hits = hf_server
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    test = data.load_task("sudoku4")[1]  # in the suite's data/, before leaving it
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "generated").symlink_to(Path("data", "generated").resolve())
+    monkeypatch.chdir(tmp_path)  # the fetched checkpoint goes to this test's data/checkpoints/
+    repo = root / "someone" / "trm-golden" / "resolve" / "main"
+    official_folder(repo / "run1", name)
+    files = ["README.md", "run1/all_config.yaml", "run1/step_1", "run1/step_7", "other/step_9"]
+    api = root / "api" / "models" / "someone"
+    api.mkdir(parents=True)
+    (api / "trm-golden").write_text(json.dumps({"siblings": [{"rfilename": f} for f in files]}))
+    out = tmp_path / "out"
+    table = train.main(["--eval-only", "--official", "someone/trm-golden/run1", "--task",
+                        "sudoku4", "--eval-steps", "1,4,8", "--eval-limit", "64", "--out", str(out),
+                        "--threads", "1"])
+    assert "/someone/trm-golden/resolve/main/run1/step_7" in hits
+    assert not any("other" in h for h in hits)  # only the named subfolder is fetched
+    assert (tmp_path / "data/checkpoints/someone/trm-golden/run1/step_7").exists()
+    model = model_from_golden(name, golden(name))
+    expected = evaluate.test_time_scaling(model, test, dict(device="cpu", eval_limit=64,
+                                                            eval_batch_size=64), [1, 4, 8])
+    assert [(r["mode"], r["steps"], r["exact"]) for r in table] == \
+        [(r["mode"], r["steps"], r["exact"]) for r in expected]
+    assert (out / "scaling.csv").exists() and "params:" in (out / "log.txt").read_text()
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(drop="inner.lm_head.weight"), "missing output_head.weight"),  # trm.py's name of it
+    (dict(reshape="inner.puzzle_emb.weights"), "puzzle_emb has shape (3, 64), this model needs "
+                                               "(1, 64) (the puzzle-embedding table"),
+    (dict(arch_extra={"new_thing": 3}), "arch option(s) new_thing are not known here"),
+    (dict(arch_extra={"name": "other.model@Transformer"}), "is neither TRM nor HRM"),
+    (dict(arch_extra={"pos_encodings": "learned"}), "pos_encodings 'learned' is not implemented"),
+])
+def test_a_checkpoint_that_does_not_fit_is_one_clear_error(tmp_path, change, message):
+    if not (GOLDEN / "trm_att.pt").exists():
+        golden("trm_att")  # skips with the message naming ../shared/golden
+    official_folder(tmp_path / "ckpt", "trm_att", **change)
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--eval-only", "--official", str(tmp_path / "ckpt"), "--task", "sudoku4",
+                    "--out", str(tmp_path / "out")])
+    text = str(stop.value.code)
+    assert text.startswith("train.py: error: ") and message in text and "\n" not in text
+
+
+def test_official_needs_eval_only():
+    with pytest.raises(SystemExit, match="use it with --eval-only"):
+        train.main(["--official", "some/repo", "--task", "sudoku4"])
+
+
+def test_without_all_config_the_flags_give_the_model(tmp_path):
+    """HRM's published ARC-2 checkpoint has no all_config.yaml: the architecture then comes from
+    the flags, and a wrong one is refused naming the tensor that does not fit."""
+    official_folder(tmp_path / "ckpt", "hrm_att")
+    (tmp_path / "ckpt" / "all_config.yaml").unlink()
+    base = ["--eval-only", "--official", str(tmp_path / "ckpt"), "--task", "sudoku4", "--model",
+            "hrm", "--eval-steps", "2", "--eval-limit", "8", "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit, match="missing H_layers.0.mlp_t"):  # the preset's MLP-t mixer
+        train.main(base)
+    table = train.main(base + ["--net", "att", "--M-max", "4"])
+    assert [r["steps"] for r in table] == [2, 2] and table[0]["puzzles"] == 8

@@ -7,6 +7,9 @@ import os
 
 import torch
 
+import data
+from puzzles import csv_format
+
 # -----------------------------------------------------------------------------
 # the presets: every value is a flag below
 # the recursion in each paper's symbols (careful: T means something else in each paper)
@@ -110,6 +113,9 @@ arg("--eval-only", action="store_true",
          "steps, fixed and with adaptive halting; writes scaling.csv and scaling.png, no training")
 arg("--eval-steps", default=None, help="with --eval-only: step counts, e.g. 1,2,4,8,16,32,64,128 "
                                        "(default: 1 up to twice the trained maximum)")
+arg("--solve", metavar="PUZZLE", help="solve your own puzzle with the --resume (or --official) "
+    "model: one grid in the CSV alphabet (81 characters for Sudoku, e.g. '..3.1...', 900 for a "
+    "maze), or a file of them, one per line; prints the answer after each supervision step")
 arg("--bench", type=int, metavar="N", help="time N optimiser steps after warm-up and exit")
 arg("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
 
@@ -158,11 +164,18 @@ def check_config(cfg: dict):
         if not all(p.strip().isdigit() and int(p) >= 1 for p in parts):
             fail(f"--eval-steps {cfg['eval_steps']!r} must be step counts of at least 1 separated "
                  f"by commas, e.g. 1,2,4,8,16")
+    if cfg.get("solve"):  # read here too, so that a bad puzzle is told before any slow work
+        spec = data.TASKS[cfg["task"]]
+        try:
+            csv_format.read_grids(cfg["solve"], data.FAMILIES[spec["kind"]],
+                                  spec["grid"][0] * spec["grid"][1])
+        except ValueError as e:
+            fail(f"--solve {e} (task {cfg['task']})")
 
 
 # with --eval-only, everything else comes from the checkpoint's own config
 EVAL_FLAGS = ("resume", "eval_only", "eval_steps", "eval_limit", "eval_batch_size", "data_dir",
-              "device", "dtype", "compile", "threads")
+              "device", "dtype", "compile", "threads", "solve")
 # with --official the task's preset gives everything but the model, which all_config.yaml gives
 # --resume goes on with the checkpoint's config (a flag left out takes its value); these may be
 # given anew: how long and how often, where, and on what. Any other flag that differs is refused.
@@ -200,6 +213,10 @@ def resumed(args: dict, saved: dict) -> dict:
 
 def resolve_config(argv=None) -> dict:
     args = vars(parser.parse_args(argv))
+    if args["solve"]:  # solving is evaluating, on your own puzzles
+        if not (args["resume"] or args["official"]):
+            fail("--solve needs a trained model: give it with --resume CKPT or --official WHERE")
+        args["eval_only"] = True
     if args["official"] and (args["resume"] or not args["eval_only"]):
         fail("--official scores a checkpoint of the official code: use it with --eval-only and "
              "without --resume")

@@ -7,6 +7,8 @@ from contextlib import nullcontext
 
 import torch
 
+import data
+
 
 @torch.no_grad()
 def run_on_test(model, test, cfg: dict, steps: int, limit: int = 0, autocast=nullcontext()):
@@ -75,3 +77,42 @@ def write_scaling(table: list, out: str) -> str:
             f.write(f"{r['mode']},{r['steps']},{r['mean_steps']:.3f},{r['net_calls']:.1f},"
                     f"{r['exact']:.4f},{r['puzzles']}\n")
     return path
+
+
+@torch.no_grad()
+def solve(model, inputs: torch.Tensor, steps: int = 0) -> dict:
+    """Run (B, S) puzzles from a fresh state for `steps` supervision steps (0 = the trained
+    maximum, as evaluation does): the answer after each step, (steps, B, S) tokens, and whether the
+    halting head wants to stop there, (steps, B). For notebooks and --solve."""
+    model.eval()
+    state = model.initial_state(len(inputs))
+    ids = torch.zeros(len(inputs), dtype=torch.long, device=inputs.device)
+    answers, halt = [], []
+    for _ in range(steps or model.max_steps):
+        state, logits, q = model(state, inputs, ids)
+        answers.append(logits.argmax(-1))
+        halt.append(model.wants_to_halt(q))
+    model.train()
+    return dict(answers=torch.stack(answers), halt=torch.stack(halt))
+
+
+def print_solution(puzzles, inputs: torch.Tensor, out: dict):
+    """Print solve()'s result: each puzzle, then its answer after every supervision step with the
+    cells that changed and the halting head's verdict, and whether the last answer obeys the rules
+    (Sudoku: a valid grid that keeps the givens; maze: a shortest S-G path)."""
+    family, cols = data.FAMILIES[puzzles.kind], puzzles.grid[1]
+    char = lambda t: repr(family.CHARS[t - 1]) if 1 <= t <= len(family.CHARS) else "'?'"
+    answers, halt = out["answers"].cpu(), out["halt"].cpu()
+    for b, x in enumerate(inputs.cpu()):
+        print(f"\npuzzle {b + 1}:\n{data.decode(puzzles, x)}")
+        before = x
+        for k, now in enumerate(answers[:, b]):
+            changed = torch.nonzero(now != before).flatten().tolist()
+            shown = ", ".join(f"r{c // cols + 1}c{c % cols + 1} {char(before[c])}->{char(now[c])}"
+                              for c in changed[:8]) + ", ..." * (len(changed) > 8)
+            print(f"\nstep {k + 1} | halting head: {'halt' if halt[k, b] else 'go on'} | "
+                  f"{len(changed)} cells changed{': ' + shown if changed else ''}")
+            print(data.decode(puzzles, now))
+            before = now
+        problem = family.problem(puzzles.grid, x[None].numpy(), answers[-1, b][None].numpy())
+        print(f"\nanswer: {'valid' if problem is None else 'NOT valid: ' + problem[1]}")

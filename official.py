@@ -12,6 +12,7 @@ import math
 import os
 import re
 import urllib.request
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -137,3 +138,25 @@ def load_weights(model, path: Path):
             fail(f"--official {path}: {key} has shape {tuple(ours[key].shape)}, this model "
                  f"needs {tuple(t.shape)}{rows}")
     model.load_state_dict(ours, strict=True)
+
+
+def prepare(cfg: dict):
+    """--official, for train.py: fetch the checkpoint and take the model from its all_config.yaml (without one,
+    from the flags: --model, --net, --hidden, --heads, --layers, the recursion, --prefix-len, each
+    the task's preset where not given). Its weights are the ones to score (with the official
+    ema=True, they already are the EMA), so no EMA copy is made here."""
+    file, step = step_file(fetch(cfg["official"]))
+    arch = read_arch(file.parent)
+    if not arch:
+        print(f"{file.parent} has no all_config.yaml: the model comes from the flags")
+        H, L, steps = ("T", "n", "N_sup") if cfg["model"] == "trm" else ("N", "T", "M_max")
+        arch = dict(name=cfg["model"], hidden_size=cfg["hidden"], num_heads=cfg["heads"],
+                    expansion=4, L_layers=cfg["layers"], H_layers=cfg["layers"],
+                    mlp_t=cfg["net"] == "mlp", puzzle_emb_len=cfg["prefix_len"],
+                    halt_exploration_prob=cfg["halt_explore"], H_cycles=cfg[H], L_cycles=cfg[L],
+                    halt_max_steps=cfg[steps])
+    spec = data.TASKS[cfg["task"]]
+    Model, mcfg = model_config(arch, spec["vocab"], spec["grid"][0] * spec["grid"][1],
+                               num_puzzle_ids=1)
+    cfg.update(model="trm" if Model is trm.TRM else "hrm", net="mlp" if mcfg.mlp_t else "att",
+               ema=0, model_config=asdict(mcfg), official_file=str(file), official_step=step)

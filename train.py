@@ -37,9 +37,10 @@ import data
 import official
 from bench import bench
 from config import RECURSION, fail, read_checkpoint, resolve_config
-from evaluate import evaluate, test_time_scaling, write_scaling
+from evaluate import evaluate, print_solution, solve, test_time_scaling, write_scaling
 from hrm import HRM, HRMConfig
 from optim import AdamATan2, SignSGD, ema_update
+from puzzles import csv_format
 from report import Progress, fmt_time, plot_curves, plot_scaling
 from trm import TRM, TRMConfig
 
@@ -402,28 +403,6 @@ def eval_only(run: Run) -> list:
     return table
 
 
-def prepare_official(cfg: dict):
-    """--official: fetch the checkpoint and take the model from its all_config.yaml (without one,
-    from the flags: --model, --net, --hidden, --heads, --layers, the recursion, --prefix-len, each
-    the task's preset where not given). Its weights are the ones to score (with the official
-    ema=True, they already are the EMA), so no EMA copy is made here."""
-    file, step = official.step_file(official.fetch(cfg["official"]))
-    arch = official.read_arch(file.parent)
-    if not arch:
-        print(f"{file.parent} has no all_config.yaml: the model comes from the flags")
-        H, L, steps = ("T", "n", "N_sup") if cfg["model"] == "trm" else ("N", "T", "M_max")
-        arch = dict(name=cfg["model"], hidden_size=cfg["hidden"], num_heads=cfg["heads"],
-                    expansion=4, L_layers=cfg["layers"], H_layers=cfg["layers"],
-                    mlp_t=cfg["net"] == "mlp", puzzle_emb_len=cfg["prefix_len"],
-                    halt_exploration_prob=cfg["halt_explore"], H_cycles=cfg[H], L_cycles=cfg[L],
-                    halt_max_steps=cfg[steps])
-    spec = data.TASKS[cfg["task"]]
-    Model, mcfg = official.model_config(arch, spec["vocab"], spec["grid"][0] * spec["grid"][1],
-                                        num_puzzle_ids=1)
-    cfg.update(model="trm" if Model is TRM else "hrm", net="mlp" if mcfg.mlp_t else "att", ema=0,
-               model_config=asdict(mcfg), official_file=str(file), official_step=step)
-
-
 def claim_out(out: str):
     """Create the output folder and open its log.txt, before any slow work, locked for this run
     (flock): a second run into the same folder is refused. The lock ends with the process however
@@ -461,10 +440,26 @@ def load_data(cfg: dict, log_file):
     return train, test
 
 
+# -----------------------------------------------------------------------------
+# --solve: your own puzzles, step by step
+
+def solve_mode(run: Run) -> dict:
+    """Run the --solve puzzles and print each one's answer after every supervision step."""
+    try:
+        inputs = csv_format.read_grids(run.cfg["solve"], data.FAMILIES[run.test.kind],
+                                       run.test.inputs.shape[1])
+    except ValueError as e:
+        fail(f"--solve {e}")
+    with run.autocast:
+        out = solve(run.eval_fn, inputs.to(run.device))
+    print_solution(run.test, inputs, out)
+    return out
+
+
 def main(argv=None):
     cfg = resolve_config(argv)
     if cfg.get("official"):
-        prepare_official(cfg)
+        official.prepare(cfg)
     device, autocast = setup_device(cfg)
     with claim_out(cfg["out"]) as log_file:  # one run per output folder
         train, test = load_data(cfg, log_file)
@@ -477,6 +472,8 @@ def main(argv=None):
         if cfg.get("official"):
             official.load_weights(run.model, cfg["official_file"])
             run.step = cfg["official_step"]
+        if cfg.get("solve"):
+            return solve_mode(run)
         if cfg["eval_only"]:
             return eval_only(run)
         if cfg["bench"]:

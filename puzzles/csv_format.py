@@ -4,6 +4,7 @@ index + 1). Every error names the file, the data row and what is wrong."""
 import csv
 import hashlib
 import itertools
+import os
 
 import numpy as np
 import torch
@@ -74,3 +75,35 @@ def rows_and_sha256(path) -> tuple[int, str]:
             last = chunk[-1:]
     lines += last != b"\n"  # a last line without its newline
     return max(0, lines - 1), digest.hexdigest()
+
+
+def grid_tokens(text: str, family, size: int) -> np.ndarray:
+    """One grid written in a family's CSV alphabet as (size,) tokens; ValueError says what is
+    wrong with it (its length, an unknown character)."""
+    if len(text) != size:
+        raise ValueError(f"has {len(text)} characters, a grid of this task has {size}")
+    bad = next((i for i, ch in enumerate(text) if ch not in family.CHARS), None)
+    if bad is not None:
+        raise ValueError(f"has {text[bad]!r} at cell {bad}, not one of {family.CHARS!r}")
+    return np.array([family.CHARS.index(ch) + 1 for ch in text], np.uint8)
+
+
+def read_grids(where: str, family, size: int) -> torch.Tensor:
+    """(N, size) tokens of the puzzles to solve: `where` is one grid in the family's CSV alphabet,
+    or a file of them, one per line. ValueError names the grid and what is wrong with it (its
+    length, a character, the family's puzzle_problem: two equal givens, no S...)."""
+    is_file = os.path.isfile(where)
+    lines = open(where).read().split() if is_file else [where]
+    rows = []
+    for i, line in enumerate(lines, 1):
+        name = f"{where}, line {i}" if is_file else "puzzle"
+        try:
+            x = grid_tokens(line, family, size)
+        except ValueError as e:
+            raise ValueError(f"{name} {e}") from None
+        if problem := family.puzzle_problem(x):
+            raise ValueError(f"{name}: {problem}")
+        rows.append(x)
+    if not rows:
+        raise ValueError(f"{where} holds no puzzle")
+    return torch.from_numpy(np.stack(rows))

@@ -51,6 +51,17 @@ def problem(grid, x, y):
                        f"{steps}")
 
 
+def puzzle_problem(x: np.ndarray) -> str | None:
+    """What is wrong with one (S,) maze given to solve: a path 'o' or an invalid token, or not
+    exactly one S and one G; None if nothing."""
+    if hit := first_hit(((x < WALL) | (x > GOAL))[None]):
+        return f"cell {hit[1]} is not one of '#', ' ', 'S', 'G' (a maze to solve has no 'o')"
+    for tok in (START, GOAL):
+        if (x == tok).sum() != 1:
+            return f"a maze needs exactly one {CHARS[tok - 1]}, this one has {(x == tok).sum()}"
+    return None
+
+
 # ---- breadth-first search
 
 @lru_cache

@@ -57,6 +57,20 @@ def problem(grid, x, y):
         return hit[0], f"answer disagrees with given digit at cell {hit[1]} (r{r + 1}c{c + 1})"
 
 
+def puzzle_problem(x: np.ndarray) -> str | None:
+    """What is wrong with one (S,) puzzle given to solve: an invalid token, or two equal givens in
+    a row, column or box; None if nothing."""
+    n = math.isqrt(len(x))
+    if hit := first_hit(((x < BLANK) | (x > n + 1))[None]):
+        return f"cell {hit[1]} holds no digit of a {n}x{n} Sudoku"
+    for i, unit in enumerate(_units(n)[0]):  # n rows, then n columns, then n boxes
+        given = [int(x[c]) for c in unit if x[c] != BLANK]
+        if len(given) != len(set(given)):
+            digit = next(d for d in given if given.count(d) > 1) - 1
+            return f"{('row', 'column', 'box')[i // n]} {i % n + 1} has the digit {digit} twice"
+    return None
+
+
 # ---- bitmask solver (naked + hidden singles, MRV branching) and generator
 # a cell's candidates are a bitmask, bit d-1 for digit d; solved cells have one bit set
 

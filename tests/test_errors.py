@@ -47,6 +47,9 @@ BAD_FLAGS = [
     (["--device", "tpu"], "--device 'tpu' is not one of cpu, cuda, cuda:N, mps"),
     (["--model", "hrm", "--n", "3"], "--n is not a setting of HRM"),
     (["--eval-only"], "--eval-only evaluates a checkpoint: give it with --resume CKPT"),
+    (["--solve", "1...3..1..4..2.."], "--solve needs a trained model: give it with --resume"),
+    (["--official", "some/repo"], "--official scores a checkpoint of the official code: use it "
+                                  "with --eval-only"),
 ]
 
 

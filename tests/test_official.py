@@ -136,3 +136,51 @@ def test_without_all_config_the_flags_give_the_model(tmp_path):
         train.main(base)
     table = train.main(base + ["--net", "att", "--M-max", "4"])
     assert [r["steps"] for r in table] == [2, 2] and table[0]["puzzles"] == 8
+
+
+def test_solve_prints_each_supervision_step_of_a_fixed_model(tmp_path, capsys):
+    """--solve with the golden TRM (fixed weights) on one 4x4 puzzle: the printed grid after each
+    of its 4 supervision steps is that of evaluate.solve on the same model loaded directly."""
+    official_folder(tmp_path / "ckpt", "trm_att")
+    puzzle = "1...3..1..4..2.."
+    out = train.main(["--solve", puzzle, "--official", str(tmp_path / "ckpt"), "--task",
+                      "sudoku4", "--out", str(tmp_path / "out"), "--threads", "1"])
+    printed = capsys.readouterr().out
+    model = model_from_golden("trm_att", golden("trm_att"))
+    x = torch.tensor([[".1234".index(ch) + 1 for ch in puzzle]])
+    direct = evaluate.solve(model, x)
+    assert torch.equal(out["answers"], direct["answers"]) and out["answers"].shape == (4, 1, 16)
+    for k in range(4):
+        verdict = "halt" if direct["halt"][k, 0] else "go on"
+        block = printed.split(f"step {k + 1} | halting head: {verdict} | ")[1]
+        grid = data.decode("sudoku", direct["answers"][k, 0])
+        assert block.split("\n", 1)[1].startswith(grid)
+    assert "\nanswer: " in printed
+
+
+@pytest.mark.parametrize("puzzle, message", [
+    ("1...3..1..4..2.", "puzzle has 15 characters, a grid of this task has 16"),
+    ("1...3..1..4..2.x", "puzzle has 'x' at cell 15"),
+    ("11..3..1..4..2..", "puzzle: row 1 has the digit 1 twice"),
+    ("1...1...........", "puzzle: column 1 has the digit 1 twice"),
+    ("15..............", "puzzle: cell 1 holds no digit of a 4x4 Sudoku"),
+])
+def test_solve_refuses_a_bad_puzzle_before_any_work(tmp_path, puzzle, message):
+    official_folder(tmp_path / "ckpt", "trm_att")
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--solve", puzzle, "--official", str(tmp_path / "ckpt"), "--task", "sudoku4",
+                    "--out", str(tmp_path / "out")])
+    assert message in str(stop.value.code)
+    assert not (tmp_path / "out").exists()
+
+
+def test_solve_reads_a_file_of_puzzles_and_names_the_bad_line(tmp_path):
+    official_folder(tmp_path / "ckpt", "trm_att")
+    (tmp_path / "p.txt").write_text("1...3..1..4..2..\n.2..............\n1...3.\n")
+    with pytest.raises(SystemExit, match=r"p\.txt, line 3 has 6 characters"):
+        train.main(["--solve", str(tmp_path / "p.txt"), "--official", str(tmp_path / "ckpt"),
+                    "--task", "sudoku4", "--out", str(tmp_path / "out")])
+    (tmp_path / "p.txt").write_text("1...3..1..4..2..\n.2..............\n")
+    out = train.main(["--solve", str(tmp_path / "p.txt"), "--official", str(tmp_path / "ckpt"),
+                      "--task", "sudoku4", "--out", str(tmp_path / "out")])
+    assert out["answers"].shape == (4, 2, 16)

@@ -40,6 +40,7 @@ def fetch(where: str, cache_dir: str = "data/checkpoints", log=print) -> Path:
     parts = where.strip("/").split("/")
     if len(parts) < 2:
         fail(f"--official {where}: no such folder, and not a Hugging Face repo id (owner/name)")
+    step = parts.pop() if re.fullmatch(r"step_\d+", parts[-1]) else None  # a named step file
     repo, sub = "/".join(parts[:2]), "/".join(parts[2:])
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     folder = Path(cache_dir) / repo / sub
@@ -47,7 +48,7 @@ def fetch(where: str, cache_dir: str = "data/checkpoints", log=print) -> Path:
         with urllib.request.urlopen(f"{endpoint}/api/models/{repo}", timeout=10) as r:
             names = [s["rfilename"] for s in json.load(r)["siblings"]]
         wanted = [n for n in names if os.path.dirname(n) == sub and
-                  re.fullmatch(r"all_config\.yaml|step_\d+", os.path.basename(n))]
+                  re.fullmatch(rf"all_config\.yaml|{step or 'step_[0-9]+'}", os.path.basename(n))]
         if not any("step_" in n for n in wanted):
             fail(f"--official {where}: the repo has no step_<N> file in "
                  f"{sub or 'its top folder'} (it has: {', '.join(names[:10])})")
@@ -58,7 +59,7 @@ def fetch(where: str, cache_dir: str = "data/checkpoints", log=print) -> Path:
     except OSError as e:
         fail(f"--official {where}: could not fetch it from {endpoint} ({e}); download the "
              f"folder by hand and give its path")
-    return folder
+    return folder / step if step else folder
 
 
 def step_file(where: Path) -> tuple[Path, int]:
@@ -148,7 +149,9 @@ def prepare(cfg: dict):
     file, step = step_file(fetch(cfg["official"]))
     arch = read_arch(file.parent)
     if not arch:
-        print(f"{file.parent} has no all_config.yaml: the model comes from the flags")
+        print(f"{file.parent} has no all_config.yaml: the model comes from the flags --model, "
+              f"--net, --hidden, --heads, --layers, the recursion (TRM --n --T --N-sup, HRM --N "
+              f"--T --M-max) and --prefix-len, each the task's preset where not given")
         H, L, steps = ("T", "n", "N_sup") if cfg["model"] == "trm" else ("N", "T", "M_max")
         arch = dict(name=cfg["model"], hidden_size=cfg["hidden"], num_heads=cfg["heads"],
                     expansion=4, L_layers=cfg["layers"], H_layers=cfg["layers"],

@@ -99,6 +99,10 @@ def test_eval_only_official_from_a_loopback_hub(tmp_path, hf_server, monkeypatch
     assert [(r["mode"], r["steps"], r["exact"]) for r in table] == \
         [(r["mode"], r["steps"], r["exact"]) for r in expected]
     assert (out / "scaling.csv").exists() and "params:" in (out / "log.txt").read_text()
+    # a named step file of a subfolder is the one scored, not the newest
+    train.main(["--eval-only", "--official", "someone/trm-golden/run1/step_1", "--task", "sudoku4",
+                "--eval-steps", "1", "--eval-limit", "8", "--out", str(tmp_path / "out1")])
+    assert '"official_step": 1' in (tmp_path / "out1" / "log.txt").read_text()
 
 
 @pytest.mark.parametrize("change, message", [

@@ -198,13 +198,7 @@ def load_task(task: str, data_dir: str | None = None, cache_dir: str = "data", s
             return _generated_task(task, seed, cache_dir, log)
     fields = dict(task=task, vocab_size=spec["vocab"], grid=spec["grid"], kind=spec["kind"],
                   generated=False)
-    facts = {name: csv_format.rows_and_sha256(folder / name) for name in files}
-    for name, (count, _) in facts.items():
-        official = OFFICIAL_ROWS[task][name]
-        if data_dir is None and count != official:  # the cache or a download: the whole file
-            raise ValueError(f"{folder / name} has {count:,} data rows, the official file "
-                             f"{official:,}: it is cut short or another file; delete it to "
-                             f"download it again, or give your own files with --data-dir")
+    facts = _check_files(task, folder, official=data_dir is None)
     rows, sub, total = None, {}, facts["train.csv"][0]
     # deviation: the 1k Sudoku subset is drawn with a fixed seed (the official builder sets none)
     if task == "sudoku":
@@ -228,6 +222,20 @@ def load_task(task: str, data_dir: str | None = None, cache_dir: str = "data", s
             log(f"{folder / (s.split + '.csv')}: {(~s.meta['canonical']).sum():,} of {len(s):,} "
                 f"labels are shortest paths but not the benchmark's canonical one")
     return train, test
+
+
+
+def _check_files(task: str, folder: Path, official: bool) -> dict:
+    """{name: (data rows, sha256)} of the task's CSVs; the cache or a download (official) must
+    hold the whole official file, so that a cut download is never taken for the benchmark."""
+    facts = {name: csv_format.rows_and_sha256(folder / name) for name in OFFICIAL_ROWS[task]}
+    for name, (count, _) in facts.items():
+        if official and count != OFFICIAL_ROWS[task][name]:
+            raise ValueError(f"{folder / name} has {count:,} data rows, the official file "
+                             f"{OFFICIAL_ROWS[task][name]:,}: it is cut short or another file; "
+                             f"delete it to download it again, or give your own files with "
+                             f"--data-dir")
+    return facts
 
 
 # ---- generated sets: seeded, deduplicated, cached as .npz

@@ -224,7 +224,6 @@ def load_task(task: str, data_dir: str | None = None, cache_dir: str = "data", s
     return train, test
 
 
-
 def _check_files(task: str, folder: Path, official: bool) -> dict:
     """{name: (data rows, sha256)} of the task's CSVs; the cache or a download (official) must
     hold the whole official file, so that a cut download is never taken for the benchmark."""

@@ -142,10 +142,10 @@ def load_weights(model, path: Path):
 
 
 def prepare(cfg: dict):
-    """--official, for train.py: fetch the checkpoint and take the model from its all_config.yaml (without one,
-    from the flags: --model, --net, --hidden, --heads, --layers, the recursion, --prefix-len, each
-    the task's preset where not given). Its weights are the ones to score (with the official
-    ema=True, they already are the EMA), so no EMA copy is made here."""
+    """--official, for train.py: fetch the checkpoint and take the model from its all_config.yaml
+    (without one, from the flags: --model, --net, --hidden, --heads, --layers, the recursion,
+    --prefix-len, each the task's preset where not given). Its weights are the ones to score
+    (with the official ema=True, they already are the EMA), so no EMA copy is made here."""
     file, step = step_file(fetch(cfg["official"]))
     arch = read_arch(file.parent)
     if not arch:

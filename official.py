@@ -57,8 +57,8 @@ def fetch(where: str, cache_dir: str = "data/checkpoints", log=print) -> Path:
                 data.download(f"{endpoint}/{repo}/resolve/main/{name}",
                               folder / os.path.basename(name), log)
     except OSError as e:
-        fail(f"--official {where}: could not fetch it from {endpoint} ({e}); download the "
-             f"folder by hand and give its path")
+        fail(f"--official {where}: no such folder, and fetching it as a Hugging Face repo from "
+             f"{endpoint} failed ({e}); give a folder, or download it by hand")
     return folder / step if step else folder
 
 

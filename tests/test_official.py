@@ -188,3 +188,17 @@ def test_solve_reads_a_file_of_puzzles_and_names_the_bad_line(tmp_path):
     out = train.main(["--solve", str(tmp_path / "p.txt"), "--official", str(tmp_path / "ckpt"),
                       "--task", "sudoku4", "--out", str(tmp_path / "out")])
     assert out["answers"].shape == (4, 2, 16)
+
+
+def test_a_path_that_is_neither_a_folder_nor_a_reachable_repo_is_one_line(tmp_path, monkeypatch):
+    import socket
+    with socket.socket() as s:  # a port that nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--eval-only", "--official", "no/such/ckpt", "--task", "sudoku4", "--out",
+                    str(tmp_path / "out")])
+    text = str(stop.value.code)
+    assert "--official no/such/ckpt: no such folder, and fetching it as a Hugging Face repo" in text
+    assert "\n" not in text and not (tmp_path / "out").exists()

@@ -3,8 +3,6 @@ hardware's peak (model FLOP utilisation, MFU), from an analytical FLOP count."""
 import math
 import time
 
-import torch
-
 from evaluate import evaluate
 from report import fmt_time
 
@@ -27,27 +25,18 @@ def flops_per_step(model, batch_size: int) -> float:
     return batch_size * per_call * (forward + 2 * with_grad)
 
 
-def peak_flops(device) -> float | None:
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
-    return next((1e12 * tf for gpu, tf in PEAK_BF16_TFLOPS.items() if gpu in name), None)
+def peak_flops(gpu_name: str) -> float | None:
+    return next((1e12 * tf for gpu, tf in PEAK_BF16_TFLOPS.items() if gpu in gpu_name), None)
 
 
-def peak_memory(device) -> str:
-    if device.type == "cuda":
-        return f"peak memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
-    import resource  # Unix only, so imported here: the whole process's peak (Linux: KiB)
-    return f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
-
-
-def bench(run, train_step):
+def bench(run, train_step, probes: dict):
     """Time run.cfg["bench"] optimiser steps (train_step(run, step)) after 3 warm-up steps (and
-    compilation), then evaluation throughput; print both."""
-    cfg, device, model = run.cfg, run.device, run.model
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    compilation), then evaluation throughput; print both. probes: what the device is asked (sync,
+    reset, memory, name: train.py's device_probes, where the device-specific calls live)."""
+    cfg, model, sync = run.cfg, run.model, probes["sync"]
     for step in range(3):
         train_step(run, step)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
+    probes["reset"]()
     sync()
     t0 = time.time()
     for step in range(3, 3 + cfg["bench"]):
@@ -55,11 +44,11 @@ def bench(run, train_step):
     sync()
     dt = (time.time() - t0) / cfg["bench"]
     B = cfg["batch_size"]
-    flops, peak = flops_per_step(model, B), peak_flops(device)
+    flops, peak = flops_per_step(model, B), peak_flops(probes["name"])
     mfu = f"MFU {flops / dt / peak:.1%}" if peak and cfg["dtype"] == "bf16" else "MFU n/a"
     print(f"bench | {cfg['bench']} steps | {1 / dt:.2f} steps/s | {B / dt:.0f} samples/s | "
           f"{1000 * dt:.1f} ms/step | {flops / 1e12:.1f} TFLOP/step, {flops / dt / 1e12:.1f} "
-          f"TFLOP/s, {mfu} | {peak_memory(device)} | projected {cfg['steps']} steps: "
+          f"TFLOP/s, {mfu} | {probes['memory']()} | projected {cfg['steps']} steps: "
           f"{fmt_time(dt * cfg['steps'])}")
     # evaluation throughput: --eval-limit test puzzles (0 = all), every one for all N_sup steps;
     # the first pass warms up (and compiles for each batch shape), the second is timed

@@ -149,6 +149,19 @@ def check_device(device: str | None):
         fail("--device mps: this machine has no Apple GPU that torch can use; leave --device out")
 
 
+def device_probes(device) -> dict:
+    """What --bench asks of the device: wait for it, reset and read its peak memory, its name."""
+    if device.type == "cuda":
+        gib = lambda: torch.cuda.max_memory_allocated() / 2**30
+        return dict(sync=torch.cuda.synchronize, reset=torch.cuda.reset_peak_memory_stats,
+                    memory=lambda: f"peak memory {gib():.2f} GiB",
+                    name=torch.cuda.get_device_name(device))
+    import resource  # Unix only: the whole process's peak resident memory (Linux: KiB)
+    rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return dict(sync=lambda: None, reset=lambda: None, memory=lambda: f"peak RSS {rss():.2f} GiB",
+                name="")
+
+
 def setup_device(cfg: dict):
     """Threads, device, compute dtype and the seed; returns (device, autocast context)."""
     check_device(cfg["device"])
@@ -477,7 +490,7 @@ def main(argv=None):
         if cfg["eval_only"]:
             return eval_only(run)
         if cfg["bench"]:
-            return bench(run, train_step)
+            return bench(run, train_step, device_probes(device))
         return train_loop(run)
 
 

@@ -8,6 +8,7 @@ import os
 import torch
 
 import data
+import parallel
 from puzzles import csv_format
 
 # -----------------------------------------------------------------------------
@@ -156,9 +157,11 @@ def check_config(cfg: dict):
     if cfg["net"] == "att" and cfg["hidden"] % cfg["heads"]:
         fail(f"--hidden {cfg['hidden']} must be a multiple of --heads {cfg['heads']} (attention "
              f"splits the hidden size over the heads)")
-    if cfg["batch_size"] % cfg["grad_accum"]:
-        fail(f"--batch-size {cfg['batch_size']} must be a multiple of --grad-accum "
-             f"{cfg['grad_accum']}")
+    ranks, B, K = parallel.launched_ranks(), cfg["batch_size"], cfg["grad_accum"]
+    if B % (ranks * K):  # each rank takes B / ranks slots, in K micro-batches
+        fail(f"--batch-size {B} must be a multiple of --grad-accum {K}" if ranks == 1 else
+             f"--batch-size {B} must be a multiple of {ranks} ranks x --grad-accum {K} = "
+             f"{ranks * K}: each rank takes batch-size / ranks slots, in grad-accum pieces")
     if cfg.get("eval_steps") is not None:
         parts = cfg["eval_steps"].split(",")
         if not all(p.strip().isdigit() and int(p) >= 1 for p in parts):
@@ -208,6 +211,12 @@ def resumed(args: dict, saved: dict) -> dict:
         fail(f"--resume {args['resume']} was trained with another config ({'; '.join(changed)}); "
              f"leave those flags out to go on, or start afresh in another --out. A resumed run "
              f"may change only {', '.join(flag(k) for k in RESUME_MAY_CHANGE if k != 'resume')}")
+    ranks = saved.get("ranks", 1)
+    if ranks != parallel.launched_ranks():  # each rank's slots and random state are in the file
+        how = "a plain python train.py" if ranks == 1 else \
+            f"torchrun with {ranks} processes in all, e.g. torchrun --nproc-per-node {ranks}"
+        fail(f"--resume {args['resume']} was written by a run of {ranks} rank(s), this one has "
+             f"{parallel.launched_ranks()}: resume it with {how} train.py --resume ...")
     return {**saved, "device": None, "dtype": None, "compile": False, **given}
 
 

@@ -8,6 +8,7 @@ from contextlib import nullcontext
 import torch
 
 import data
+import parallel
 
 
 @torch.no_grad()
@@ -15,15 +16,18 @@ def run_on_test(model, test, cfg: dict, steps: int, limit: int = 0, autocast=nul
     """The first `limit` test puzzles (0 = all), each run for `steps` supervision steps. Returns,
     per puzzle and step, whether its answer is exactly right and whether the halting head wants to
     stop ((num, steps) bools, kept on the device: no host sync per step), and the cell accuracy
-    after the last step."""
+    after the last step. Under torchrun each rank runs its share and every rank gets them all."""
     model.eval()
     num = min(limit or len(test.inputs), len(test.inputs))
-    exact = torch.zeros(num, steps, dtype=torch.bool, device=cfg["device"])
-    wants = torch.zeros(num, steps, dtype=torch.bool, device=cfg["device"])
+    mine = parallel.my_rows(num)
+    exact = torch.zeros(len(mine), steps, dtype=torch.bool, device=cfg["device"])
+    wants = torch.zeros(len(mine), steps, dtype=torch.bool, device=cfg["device"])
     cell = torch.zeros((), device=cfg["device"])
-    for start in range(0, num, cfg["eval_batch_size"]):
-        rows = slice(start, min(num, start + cfg["eval_batch_size"]))
-        inputs, labels = test.inputs[rows].to(cfg["device"]), test.labels[rows].to(cfg["device"])
+    for start in range(0, len(mine), cfg["eval_batch_size"]):
+        rows = slice(start, min(len(mine), start + cfg["eval_batch_size"]))
+        puzzles = slice(mine.start + rows.start, mine.start + rows.stop)
+        inputs = test.inputs[puzzles].to(cfg["device"])
+        labels = test.labels[puzzles].to(cfg["device"])
         ids = torch.zeros(len(inputs), dtype=torch.long, device=cfg["device"])
         state = model.initial_state(len(inputs))
         for k in range(steps):
@@ -34,7 +38,8 @@ def run_on_test(model, test, cfg: dict, steps: int, limit: int = 0, autocast=nul
             wants[rows, k] = model.wants_to_halt(q)
         cell += correct.float().mean(-1).sum()
     model.train()
-    return exact, wants, cell.item() / num
+    cell = parallel.sum_over_ranks({"cell": cell})["cell"]
+    return parallel.gather_rows(exact, num), parallel.gather_rows(wants, num), cell.item() / num
 
 
 def evaluate(model, test, cfg: dict, limit: int = 0, autocast=nullcontext()) -> dict:

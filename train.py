@@ -18,6 +18,8 @@ Other modes:
     python train.py --resume out/sudoku6-trm/ckpt.pt     # continue a killed run, same config
     python train.py --eval-only --resume out/sudoku6-trm/ckpt.pt --eval-steps 1,2,4,8,16,32
                                              # test-time scaling: accuracy vs supervision steps
+Several GPUs (the global batch is split over them; see parallel.py):
+    torchrun --nproc-per-node 4 train.py --model trm --task maze
 """
 
 import copy
@@ -35,6 +37,7 @@ import torch
 import config
 import data
 import official
+import parallel
 from bench import bench
 from config import RECURSION, fail, read_checkpoint, resolve_config
 from evaluate import evaluate, print_solution, solve, test_time_scaling, write_scaling
@@ -125,8 +128,8 @@ class Run:
     emb_opt: SignSGD  # the puzzle embedding
     step_fn: object  # supervision_step, compiled with --compile
     eval_fn: object  # ema_model, compiled with --compile
-    carry: dict  # B slots, each one puzzle at some supervision step (see new_carry)
-    puzzle_ids: torch.Tensor  # (B,) Sudoku and Maze: one shared id
+    carry: dict  # this rank's slots (all B in one process), each a puzzle at some supervision step
+    puzzle_ids: torch.Tensor  # (slots,) Sudoku and Maze: one shared id
     log_file: object
     step: int = 0  # optimiser steps done
     history: list = field(default_factory=list)  # one dict per log line
@@ -163,12 +166,18 @@ def device_probes(device) -> dict:
 
 
 def setup_device(cfg: dict):
-    """Threads, device, compute dtype and the seed; returns (device, autocast context)."""
+    """Threads, device (under torchrun: this rank's GPU), compute dtype and the seed; returns
+    (device, autocast context)."""
     check_device(cfg["device"])
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
     cfg["device"] = cfg["device"] or ("cuda" if torch.cuda.is_available() else
                                       "mps" if torch.backends.mps.is_available() else "cpu")
+    local = parallel.start(torch.device(cfg["device"]).type)
+    cfg["ranks"] = parallel.world()
+    if cfg["ranks"] > 1 and cfg["device"].startswith("cuda"):
+        cfg["device"] = f"cuda:{local}"
+        torch.cuda.set_device(local)
     device = torch.device(cfg["device"])
     cfg["dtype"] = cfg["dtype"] or ("bf16" if device.type == "cuda" else "fp32")
     # deviation: bf16 through autocast (fp32 master weights, matmuls in bf16) rather than casting
@@ -177,7 +186,7 @@ def setup_device(cfg: dict):
         else nullcontext()
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
-    torch.manual_seed(cfg["seed"])
+    torch.manual_seed(cfg["seed"])  # the same on every rank: the same initial weights
     return device, autocast
 
 
@@ -204,6 +213,9 @@ def build_run(cfg: dict, device, autocast, train, test, log_file) -> Run:
                halt_exploration_prob=cfg["halt_explore"],
                **{k: cfg[k] for k in RECURSION[cfg["model"]]})
     model = Model(mcfg).to(device)
+    parallel.same_weights(model)
+    if parallel.rank() > 0:  # from here on random draws (halting exploration) differ by rank
+        torch.manual_seed(cfg["seed"] + parallel.rank())
     cfg["model_config"], cfg["params"] = asdict(mcfg), model.num_params()
     ema_model = copy.deepcopy(model) if cfg["ema"] else model
     opt = AdamATan2([p for name, p in model.named_parameters() if name != "puzzle_emb"],
@@ -213,7 +225,7 @@ def build_run(cfg: dict, device, autocast, train, test, log_file) -> Run:
     if cfg["compile"]:  # static shapes: one graph for training, one per eval batch size
         step_fn = torch.compile(supervision_step, dynamic=False)
         eval_fn = torch.compile(ema_model, dynamic=False)
-    B = cfg["batch_size"]
+    B = cfg["batch_size"] // parallel.world()  # this rank's slots
     return Run(cfg, device, autocast, train, test, model, ema_model, opt, emb_opt, step_fn,
                eval_fn, carry=new_carry(model, train, B, device),
                puzzle_ids=torch.zeros(B, dtype=torch.long, device=device),
@@ -243,11 +255,17 @@ def print_banner(run: Run):
 # checkpoints: everything needed to go on as if never stopped
 
 def save_checkpoint(run: Run):
-    rng = dict(cpu=torch.get_rng_state(),
-               cuda=torch.cuda.get_rng_state() if run.device.type == "cuda" else None)
+    """Called on every rank: the whole carry and each rank's random state go to rank 0, which
+    writes the file."""
+    carry = parallel.gather_slots(run.carry)
+    rng = parallel.gather_objects(dict(
+        cpu=torch.get_rng_state(),
+        cuda=torch.cuda.get_rng_state() if run.device.type == "cuda" else None))
+    if not parallel.is_main():
+        return
     ckpt = dict(model=run.model.state_dict(), ema=run.ema_model.state_dict(),
                 opt=run.opt.state_dict(), emb_opt=run.emb_opt.state_dict(), config=run.cfg,
-                step=run.step, carry=run.carry, rng=rng, history=run.history, evals=run.evals,
+                step=run.step, carry=carry, rng=rng, history=run.history, evals=run.evals,
                 generated=run.train.generated)
     # write to a temporary file and rename: a crash mid-write never leaves a broken checkpoint
     path = os.path.join(run.cfg["out"], "ckpt.pt")
@@ -261,12 +279,15 @@ def load_checkpoint(run: Run, path: str):
     run.ema_model.load_state_dict(ckpt["ema"])
     run.opt.load_state_dict(ckpt["opt"])
     run.emb_opt.load_state_dict(ckpt["emb_opt"])
-    run.carry, run.step = ckpt["carry"], ckpt["step"]
-    run.history, run.evals = ckpt["history"], ckpt["evals"]
-    torch.set_rng_state(ckpt["rng"]["cpu"])
-    if run.device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
-        torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+    run.step, run.history, run.evals = ckpt["step"], ckpt["history"], ckpt["evals"]
     print(f"resumed from {path} at step {run.step}")
+    if run.cfg["eval_only"]:  # evaluation starts from fresh states: any number of ranks will do
+        return
+    run.carry = slots(ckpt["carry"], parallel.my_slots(run.cfg["batch_size"]))
+    rng = ckpt["rng"][parallel.rank()]  # config.resumed made sure the rank count is the same
+    torch.set_rng_state(rng["cpu"])
+    if run.device.type == "cuda" and rng["cuda"] is not None:
+        torch.cuda.set_rng_state(rng["cuda"])
 
 
 # -----------------------------------------------------------------------------
@@ -274,8 +295,10 @@ def load_checkpoint(run: Run, path: str):
 
 def train_step(run: Run, step: int) -> dict:
     """One optimiser step: every slot of the carry advances by one supervision step."""
-    cfg, device, B = run.cfg, run.device, run.cfg["batch_size"]
-    inputs, labels = data.get_batch(run.train, step, B, cfg["seed"], cfg["augment"])
+    cfg, device = run.cfg, run.device
+    inputs, labels = data.get_batch(run.train, step, cfg["batch_size"], cfg["seed"], cfg["augment"])
+    mine = parallel.my_slots(cfg["batch_size"])  # under torchrun: this rank's part of the batch
+    inputs, labels, B = inputs[mine], labels[mine], mine.stop - mine.start
     if device.type == "cuda":  # pinned memory: the copy does not wait for the GPU to finish
         inputs, labels = inputs.pin_memory(), labels.pin_memory()
     inputs, labels = inputs.to(device, non_blocking=True), labels.to(device, non_blocking=True)
@@ -301,6 +324,7 @@ def train_step(run: Run, step: int) -> dict:
         metrics = {name: metrics.get(name, 0) + (value / K if name == "loss" else value)
                    for name, value in m.items()}
     run.carry.update(news[0] if K == 1 else join_slots(news))
+    parallel.average_gradients(run.model)  # every rank then takes the same step
     for opt in (run.opt, run.emb_opt):
         opt.step()
     for opt in (run.opt, run.emb_opt):
@@ -328,7 +352,9 @@ def stop_not_finite(run: Run, progress: Progress, what: str):
 def log_metrics(run: Run, sums: dict, t_log: float, progress: Progress):
     """Average the summed metrics since the last log line into run.history and log them; stop
     on a NaN/Inf loss before anything is checkpointed."""
+    sums = parallel.sum_over_ranks(sums)  # under torchrun: all slots, not just this rank's
     s = {k: v.item() for k, v in sums.items()}  # the only host sync of the loop
+    s["loss"] /= parallel.world()  # each rank's loss is a mean over its slots
     if not math.isfinite(s["loss"]):
         stop_not_finite(run, progress, f"the loss is {s['loss']}")
     n_log = run.step - (run.history[-1]["step"] if run.history else progress.start)
@@ -356,8 +382,9 @@ def evaluate_and_save(run: Run, last: bool, progress: Progress):
                  f"{fmt_time(time.time() - progress.t0)} | exact after each supervision step "
                  f"{result['exact_by_step']}")
     save_checkpoint(run)
-    title = f"{cfg['model']} on {cfg['task']}" + " (GENERATED data)" * run.train.generated
-    plot_curves(run.history, run.evals, os.path.join(cfg["out"], "curves.png"), title)
+    if parallel.is_main():
+        title = f"{cfg['model']} on {cfg['task']}" + " (GENERATED data)" * run.train.generated
+        plot_curves(run.history, run.evals, os.path.join(cfg["out"], "curves.png"), title)
 
 
 def train_loop(run: Run) -> dict:
@@ -371,7 +398,11 @@ def train_loop(run: Run) -> dict:
         run.step += 1
         sums = metrics if sums is None else {k: sums[k] + metrics[k] for k in sums}
         progress.update(run.step)
-        last = run.step == cfg["steps"] or progress.out_of_time()
+        out_of_time = progress.out_of_time()
+        if parallel.world() > 1:  # the ranks' clocks differ: stop together, on rank 0's
+            out_of_time = (run.step % cfg["log_every"] == 0
+                           and parallel.rank0_says(out_of_time, run.device))
+        last = run.step == cfg["steps"] or out_of_time
         evaluating = run.step % cfg["eval_every"] == 0 or last
         # log (and check the loss) before every eval, so a checkpoint is never written after a NaN
         if run.step % cfg["log_every"] == 0 or evaluating:
@@ -383,12 +414,15 @@ def train_loop(run: Run) -> dict:
         if last:
             break
     final, elapsed = run.evals[-1], time.time() - progress.t0
+    if not parallel.is_main():
+        return final
     with open(os.path.join(cfg["out"], "results.json"), "w") as f:
         json.dump(dict(task=cfg["task"], model=cfg["model"], params=cfg["params"],
                        step=final["step"], test_exact=final["exact"], test_cell=final["cell"],
                        puzzles=final["puzzles"], exact_by_step=final["exact_by_step"],
                        wall_s=round(elapsed), generated=run.train.generated,
-                       data=cfg["data_source"], device=str(run.device)), f, indent=1)
+                       data=cfg["data_source"], device=str(run.device), ranks=cfg["ranks"]),
+                  f, indent=1)
     progress.log(f"final | test exact acc {final['exact']:.4f} on {final['puzzles']} puzzles"
                  f"{' (GENERATED data)' if run.train.generated else ''} | {fmt_time(elapsed)}")
     return final
@@ -404,6 +438,8 @@ def eval_only(run: Run) -> list:
     counts = [int(k) for k in cfg["eval_steps"].split(",")] if cfg.get("eval_steps") else \
         [2 ** i for i in range(int(math.log2(2 * trained)) + 1)]
     table = test_time_scaling(run.eval_fn, run.test, cfg, counts, run.autocast)
+    if not parallel.is_main():
+        return table
     path = write_scaling(table, cfg["out"])
     plot_scaling(table, trained, os.path.join(cfg["out"], "scaling.png"),
                  f"{cfg['model']} on {cfg['task']}, step {run.step}" +
@@ -474,8 +510,11 @@ def main(argv=None):
     if cfg.get("official"):
         official.prepare(cfg)
     device, autocast = setup_device(cfg)
-    with claim_out(cfg["out"]) as log_file:  # one run per output folder
-        train, test = load_data(cfg, log_file)
+    if not parallel.is_main():  # under torchrun rank 0 speaks for all and writes every file
+        sys.stdout = open(os.devnull, "w")
+    with claim_out(cfg["out"]) if parallel.is_main() else open(os.devnull, "w") as log_file:
+        with parallel.main_first():  # rank 0 downloads or generates, the others read its cache
+            train, test = load_data(cfg, log_file)
         run = build_run(cfg, device, autocast, train, test, log_file)
         print_banner(run)
         if cfg["dry_run"]:
@@ -495,4 +534,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:  # under torchrun: leave the process group, or its threads abort the exit
+        parallel.stop()

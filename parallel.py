@@ -1,0 +1,148 @@
+"""Several processes, one per GPU, started by torchrun: `torchrun --nproc-per-node K train.py ...`
+(one machine) or with torchrun's --nnodes / --node-rank / --rdzv-endpoint (several). A plain
+`python train.py` is one process and never touches torch.distributed: every function here is then
+the identity.
+
+How the K ranks share the work, as the official code does (spec trm.md §2.2):
+- the global batch of B slots is split into K consecutive parts of B / K; rank r owns slots
+  r B / K .. (r + 1) B / K - 1 of the carry, and of every batch. Each rank builds the whole batch
+  (cheap: it is a slice of the data in memory, seeded by the step) and keeps its part, so the K
+  ranks together see exactly the batch one process would;
+- after backward, the gradients are averaged over the ranks (an all-reduce), so every rank takes
+  the same optimiser step and the weights, the puzzle embedding and the EMA stay equal everywhere;
+- evaluation: each rank runs a share of the test puzzles, and the results are gathered, so every
+  rank reports the same numbers;
+- only rank 0 writes log.txt, checkpoints, plots and results.json; a checkpoint holds every rank's
+  slots and random state, so that a run resumed with the same K goes on exactly.
+Backends: nccl for CUDA, gloo for CPU (the tests run two CPU processes).
+"""
+import os
+from contextlib import contextmanager
+
+import torch
+import torch.distributed as dist
+
+
+def launched_ranks() -> int:
+    """The number of processes torchrun started (1 without torchrun), read before any set-up."""
+    return int(os.environ.get("WORLD_SIZE", 1))
+
+
+def start(device_type: str) -> int:
+    """Join the other ranks if torchrun started several processes; returns this process's GPU
+    index on its machine (LOCAL_RANK, 0 without torchrun)."""
+    if launched_ranks() > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+    return int(os.environ.get("LOCAL_RANK", 0))
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def my_slots(batch_size: int) -> slice:
+    """This rank's consecutive part of the batch's slots."""
+    part = batch_size // world()
+    return slice(rank() * part, (rank() + 1) * part)
+
+
+def my_rows(num: int) -> range:
+    """This rank's consecutive share of num test puzzles (the last ranks may get one fewer)."""
+    per = -(-num // world())
+    return range(min(num, rank() * per), min(num, (rank() + 1) * per))
+
+
+@contextmanager
+def main_first():
+    """Run the block on rank 0 first and on the others after it: rank 0 downloads or generates
+    the data and the others then find it in the cache, instead of writing the same files at once."""
+    if not is_main():
+        dist.barrier()
+    yield
+    if is_main() and world() > 1:
+        dist.barrier()
+
+
+def average_gradients(model: torch.nn.Module):
+    """Every parameter's gradient <- its mean over the ranks: one all-reduce of them all, flat."""
+    if world() == 1:
+        return
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    flat = torch.cat([g.flatten() for g in grads])
+    dist.all_reduce(flat)
+    flat /= world()
+    for g, mean in zip(grads, flat.split([g.numel() for g in grads])):
+        g.copy_(mean.view_as(g))
+
+
+def same_weights(model: torch.nn.Module):
+    """Give every rank rank 0's weights (the same seed makes them equal already; this makes sure,
+    e.g. across machines whose random number generators differ)."""
+    if world() > 1:
+        for t in model.state_dict().values():
+            dist.broadcast(t, 0)
+
+
+def sum_over_ranks(values: dict) -> dict:
+    """{name: tensor} summed over the ranks (the same dict on every rank)."""
+    if world() == 1:
+        return values
+    flat = torch.stack([v.float() for v in values.values()])
+    dist.all_reduce(flat)
+    return dict(zip(values, flat))
+
+
+def gather_rows(t: torch.Tensor, num: int) -> torch.Tensor:
+    """The (num, ...) tensor whose my_rows(num) rows each rank holds, on every rank."""
+    if world() == 1:
+        return t
+    per = -(-num // world())
+    padded = torch.zeros((per, *t.shape[1:]), dtype=t.dtype, device=t.device)
+    padded[:len(t)] = t
+    parts = [torch.empty_like(padded) for _ in range(world())]
+    dist.all_gather(parts, padded)
+    return torch.cat(parts)[:num]
+
+
+def gather_slots(carry: dict) -> dict:
+    """Every rank's slots of the carry, joined in slot order (the whole carry, for a checkpoint)."""
+    if world() == 1:
+        return carry
+
+    def gather(t):
+        parts = [torch.empty_like(t) for _ in range(world())]
+        dist.all_gather(parts, t.contiguous())
+        return torch.cat(parts)
+    return {k: tuple(map(gather, v)) if isinstance(v, tuple) else gather(v)
+            for k, v in carry.items()}
+
+
+def gather_objects(obj) -> list:
+    """[rank 0's obj, rank 1's, ...] on every rank."""
+    if world() == 1:
+        return [obj]
+    out = [None] * world()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def rank0_says(flag: bool, device) -> bool:
+    """Rank 0's flag on every rank: a decision taken on a clock (--minutes) is taken together."""
+    if world() == 1:
+        return flag
+    t = torch.tensor(float(flag), device=device)
+    dist.broadcast(t, 0)
+    return bool(t.item())
+
+
+def stop():
+    if dist.is_initialized():
+        dist.destroy_process_group()

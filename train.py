@@ -67,9 +67,9 @@ def stablemax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch
 
 # -----------------------------------------------------------------------------
 # one step of deep supervision for every slot of the carry (official training loop, spec trm.md
-# §2.2): halted slots are refilled with the new batch's puzzle at their index and a fresh state,
-# then every slot advances by one supervision step. Pure tensor code, no host syncs: this is the
-# function that --compile compiles.
+# §2.2): halted slots are refilled with the new batch's puzzle (and its puzzle id) at their index
+# and a fresh state, then every slot advances by one supervision step. Pure tensor code, no host
+# syncs: this is the function that --compile compiles.
 
 def supervision_step(model, carry: dict, inputs, labels, puzzle_ids):
     h = carry["halted"]  # (B,)
@@ -77,6 +77,7 @@ def supervision_step(model, carry: dict, inputs, labels, puzzle_ids):
     steps = torch.where(h, 0, carry["steps"])
     inputs = torch.where(h[:, None], inputs, carry["inputs"])  # (B, S)
     labels = torch.where(h[:, None], labels, carry["labels"])  # (B, S)
+    puzzle_ids = torch.where(h, puzzle_ids, carry["puzzle_ids"])  # (B,) a slot keeps its puzzle's
 
     state, logits, q = model(state, inputs, puzzle_ids)
     steps = steps + 1
@@ -95,7 +96,8 @@ def supervision_step(model, carry: dict, inputs, labels, puzzle_ids):
     done = halted.float()
     metrics = dict(loss=loss.detach(), halted=done.sum(), exact=(exact * done).sum(),
                    cell=(correct.float().mean(-1) * done).sum(), steps=(steps * done).sum())
-    carry = dict(state=state, steps=steps, halted=halted, inputs=inputs, labels=labels)
+    carry = dict(state=state, steps=steps, halted=halted, inputs=inputs, labels=labels,
+                 puzzle_ids=puzzle_ids)
     return carry, loss, metrics
 
 
@@ -198,7 +200,8 @@ def new_carry(model, train, B: int, device) -> dict:
                 steps=torch.zeros(B, dtype=torch.long, device=device),
                 halted=torch.ones(B, dtype=torch.bool, device=device),
                 inputs=torch.zeros_like(train.inputs[:B], device=device),
-                labels=torch.zeros_like(train.labels[:B], device=device))
+                labels=torch.zeros_like(train.labels[:B], device=device),
+                puzzle_ids=torch.zeros(B, dtype=torch.long, device=device))
 
 
 def build_run(cfg: dict, device, autocast, train, test, log_file) -> Run:

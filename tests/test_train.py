@@ -240,7 +240,8 @@ def test_the_supervision_step_compiles_without_graph_breaks(model):
     carry = dict(state=net.initial_state(B), steps=torch.zeros(B, dtype=torch.long),
                  halted=torch.ones(B, dtype=torch.bool),
                  inputs=torch.zeros(B, 16, dtype=torch.uint8),
-                 labels=torch.zeros(B, 16, dtype=torch.uint8))
+                 labels=torch.zeros(B, 16, dtype=torch.uint8),
+                 puzzle_ids=torch.zeros(B, dtype=torch.long))
     inputs, labels = (torch.randint(1, 6, (B, 16), dtype=torch.uint8) for _ in range(2))
     explained = torch._dynamo.explain(train.supervision_step)(
         net, carry, inputs, labels, torch.zeros(B, dtype=torch.long))
@@ -260,7 +261,8 @@ def test_grad_accum_micro_batches_give_the_whole_batch_gradient(Model, Config):
     inputs, labels = (torch.randint(1, 6, (B, 16), dtype=torch.uint8) for _ in range(2))
     ids = torch.zeros(B, dtype=torch.long)
     carry = dict(state=model.initial_state(B), steps=torch.zeros(B, dtype=torch.long),
-                 halted=torch.ones(B, dtype=torch.bool), inputs=inputs, labels=labels)
+                 halted=torch.ones(B, dtype=torch.bool), inputs=inputs, labels=labels,
+                 puzzle_ids=ids)
     whole, loss, _ = train.supervision_step(model, carry, inputs, labels, ids)
     loss.backward()
     expected = [p.grad.clone() for p in model.parameters()]
@@ -277,6 +279,25 @@ def test_grad_accum_micro_batches_give_the_whole_batch_gradient(Model, Config):
     assert torch.allclose(joined["state"][0], whole["state"][0], atol=1e-5)
     assert torch.equal(joined["steps"], whole["steps"]) and torch.equal(joined["halted"],
                                                                         whole["halted"])
+
+
+@pytest.mark.parametrize("Model,Config", [(TRM, TRMConfig), (HRM, HRMConfig)])
+def test_the_carry_keeps_each_slot_on_its_own_puzzle_id(Model, Config):
+    """A slot still working on a puzzle keeps that puzzle's id (its embedding row) when the next
+    batch brings other ids; a halted slot takes the new batch's. ARC needs it: one id per puzzle."""
+    torch.manual_seed(0)
+    model = Model(Config(vocab_size=6, seq_len=16, hidden_size=32, num_heads=4, mlp_t=True,
+                         num_puzzle_ids=5, halt_exploration_prob=0.0))
+    with torch.no_grad():
+        model.puzzle_emb.normal_()
+    inputs, labels = (torch.randint(1, 6, (2, 16), dtype=torch.uint8) for _ in range(2))
+    carry = dict(state=model.initial_state(2), steps=torch.ones(2, dtype=torch.long),
+                 halted=torch.tensor([False, True]), inputs=inputs, labels=labels,
+                 puzzle_ids=torch.tensor([2, 4]))
+    new, loss, _ = train.supervision_step(model, carry, inputs, labels, torch.tensor([3, 3]))
+    assert new["puzzle_ids"].tolist() == [2, 3]
+    loss.backward()
+    assert (model.puzzle_emb.grad != 0).any(-1).tolist() == [False, False, True, True, False]
 
 
 @pytest.mark.parametrize("model", ["trm", "hrm"])
@@ -339,3 +360,4 @@ def test_adaptive_halting_returns_the_answer_at_the_first_halt():
     assert got[("adaptive", 4)] == (round(1 / 3, 4), round(8 / 3, 4))
     assert got[("adaptive", 1)] == (round(1 / 3, 4), 1)
     assert [r["net_calls"] for r in table if r["mode"] == "fixed"] == [5, 10, 20]
+

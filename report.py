@@ -81,3 +81,44 @@ def plot_scaling(table: list, trained: int, path: str, title: str):
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+
+
+def read_evals(log_path: str) -> list:
+    """(step, minutes since the run started, test exact) of each eval line of a run's log.txt."""
+    out = []
+    with open(log_path) as f:
+        for line in f:
+            if line.startswith("eval "):
+                fields = [p.strip() for p in line.split("|")]
+                hours = "h" in fields[4]  # fmt_time's "1h05m" or "4m21s"
+                big, small = map(int, fields[4][:-1].split("h" if hours else "m"))
+                minutes = 60 * big + small if hours else big + small / 60
+                out.append((int(fields[0].split()[1]), minutes, float(fields[1].split()[-1])))
+    return out
+
+
+def plot_comparison(runs: dict, path: str, title: str):
+    """Test exact accuracy of several runs ({label: log.txt path}) against wall time and against
+    optimiser steps, side by side: a method can win on one axis and lose on the other."""
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(11, 4))
+    by_time, by_step = fig.subplots(1, 2)
+    for label, log_path in runs.items():
+        steps, minutes, exact = zip(*read_evals(log_path))
+        by_time.plot(minutes, [100 * e for e in exact], "o-", ms=3, label=label)
+        by_step.plot(steps, [100 * e for e in exact], "o-", ms=3, label=label)
+    by_time.set(xlabel="wall time (minutes, evaluations included)", ylabel="test exact (%)")
+    by_step.set(xlabel="optimiser step", ylabel="test exact (%)")
+    for ax in (by_time, by_step):
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":  # python report.py OUT=LABEL ... PNG "title": compare runs' evals
+    *named, png, heading = sys.argv[1:]
+    plot_comparison({label: f"{out}/log.txt" for out, label in (n.split("=", 1) for n in named)},
+                    png, heading)

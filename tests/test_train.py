@@ -12,6 +12,7 @@ import config
 import data
 import evaluate
 import optim
+import report
 import train
 from hrm import HRM, HRMConfig
 from puzzles import sudoku
@@ -361,3 +362,12 @@ def test_adaptive_halting_returns_the_answer_at_the_first_halt():
     assert got[("adaptive", 1)] == (round(1 / 3, 4), 1)
     assert [r["net_calls"] for r in table if r["mode"] == "fixed"] == [5, 10, 20]
 
+
+def test_read_evals_takes_step_time_and_accuracy_from_the_log(tmp_path):
+    log = tmp_path / "log.txt"
+    log.write_text("step    250 | loss 0.3 | cell acc 0.9 | exact 0.1 | halt steps 8.0\n"
+                   "eval    250 | test exact 0.0080 | cell 0.8828 | 1000 puzzles | 4m21s | exact "
+                   "after each supervision step [0.008]\n"
+                   "eval   9000 | test exact 0.9120 | cell 0.9900 | 1000 puzzles | 1h05m | exact "
+                   "after each supervision step [0.5, 0.912]\n")
+    assert report.read_evals(str(log)) == [(250, 4.35, 0.008), (9000, 65, 0.912)]

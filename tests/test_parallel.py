@@ -1,6 +1,7 @@
 """torchrun: two CPU processes (gloo) train exactly as one process with the same global batch,
 resume exactly, evaluate as one, and refuse what cannot be exact. Each torchrun here starts two
 ranks of one thread each, which is what the 2-core CI machine has."""
+import json
 import os
 import subprocess
 import sys
@@ -77,7 +78,8 @@ def test_two_ranks_train_as_one_process(tmp_path, model):
     # only rank 0 wrote, and its log holds every line once
     text = (tmp_path / "two" / "log.txt").read_text()
     assert text.count("final | test exact") == 1 and text.count("step      6 |") == 1
-    assert (tmp_path / "two" / "results.json").exists() and (tmp_path / "two" / "curves.png").exists()
+    assert json.loads((tmp_path / "two" / "results.json").read_text())["ranks"] == 2
+    assert (tmp_path / "two" / "curves.png").exists()
 
 
 def test_a_resumed_two_rank_run_goes_on_exactly(tmp_path):

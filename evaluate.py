@@ -1,7 +1,9 @@
 """Scoring a model on a test split: every test puzzle runs a number of supervision steps from a
 fresh state. evaluate() gives what the official code reports (exact accuracy after all N_sup
 steps) and the accuracy after each step; test_time_scaling() runs longer than training did and
-compares fixed step counts with the halting head's choice."""
+compares fixed step counts with the halting head's choice. eval_only() and solve_mode() are
+train.py's --eval-only and --solve."""
+import math
 import os
 from contextlib import nullcontext
 
@@ -9,6 +11,9 @@ import torch
 
 import data
 import parallel
+from config import fail
+from puzzles import csv_format
+from report import plot_scaling
 
 
 @torch.no_grad()
@@ -121,3 +126,39 @@ def print_solution(puzzles, inputs: torch.Tensor, out: dict):
             before = now
         problem = family.problem(puzzles.grid, x[None].numpy(), answers[-1, b][None].numpy())
         print(f"\nanswer: {'valid' if problem is None else 'NOT valid: ' + problem[1]}")
+
+
+# ---- the modes train.py runs on a checkpoint (run: train.Run)
+
+def eval_only(run) -> list:
+    """Accuracy against supervision steps, fixed and with adaptive halting, up to --eval-steps
+    (default: powers of 2 up to twice the trained maximum); writes scaling.csv and scaling.png."""
+    cfg, trained = run.cfg, run.model.max_steps
+    counts = [int(k) for k in cfg["eval_steps"].split(",")] if cfg.get("eval_steps") else \
+        [2 ** i for i in range(int(math.log2(2 * trained)) + 1)]
+    table = test_time_scaling(run.eval_fn, run.test, cfg, counts, run.autocast)
+    if not parallel.is_main():
+        return table
+    path = write_scaling(table, cfg["out"])
+    plot_scaling(table, trained, os.path.join(cfg["out"], "scaling.png"),
+                 f"{cfg['model']} on {cfg['task']}, step {run.step}" +
+                 " (GENERATED data)" * run.train.generated)
+    for r in table:
+        print(f"scaling | {r['mode']:8s} | at most {r['steps']:4d} steps | mean "
+              f"{r['mean_steps']:7.2f} steps, {r['net_calls']:8.1f} net calls | test exact "
+              f"{r['exact']:.4f}")
+    print(f"wrote {path} and scaling.png")
+    return table
+
+
+def solve_mode(run) -> dict:
+    """Run the --solve puzzles and print each one's answer after every supervision step."""
+    try:
+        inputs = csv_format.read_grids(run.cfg["solve"], data.FAMILIES[run.test.kind],
+                                       run.test.inputs.shape[1])
+    except ValueError as e:
+        fail(f"--solve {e}")
+    with run.autocast:
+        out = solve(run.eval_fn, inputs.to(run.device))
+    print_solution(run.test, inputs, out)
+    return out

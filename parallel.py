@@ -28,11 +28,11 @@ def launched_ranks() -> int:
     return int(os.environ.get("WORLD_SIZE", 1))
 
 
-def start(device_type: str) -> int:
-    """Join the other ranks if torchrun started several processes; returns this process's GPU
-    index on its machine (LOCAL_RANK, 0 without torchrun)."""
+def start(backend: str) -> int:
+    """Join the other ranks over `backend` (nccl, gloo) if torchrun started several processes;
+    returns this process's GPU index on its machine (LOCAL_RANK, 0 without torchrun)."""
     if launched_ranks() > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+        dist.init_process_group(backend)
     return int(os.environ.get("LOCAL_RANK", 0))
 
 

@@ -1,8 +1,11 @@
 """What a run shows a person: times, the progress bar with ETA, the log file and the plots.
 matplotlib is imported inside the plot functions (and draws on a Figure, not pyplot, so a
 notebook's backend stays as it is)."""
+import os
 import sys
 import time
+
+from config import fail
 
 
 def fmt_time(seconds: float) -> str:
@@ -41,6 +44,25 @@ class Progress:
         self.log_file.write(line + "\n")
         self.log_file.flush()
 
+
+def claim_out(out: str):
+    """Create the output folder and open its log.txt, before any slow work, locked for this run
+    (flock): a second run into the same folder is refused. The lock ends with the process however
+    it ends, so a killed run leaves nothing stale. Returns the open log file."""
+    try:
+        os.makedirs(out, exist_ok=True)
+        log_file = open(os.path.join(out, "log.txt"), "a")
+    except OSError as e:
+        fail(f"--out {out} cannot hold the run's files ({e.strerror}): give a writable folder")
+    try:
+        import fcntl  # Unix and macOS; elsewhere two runs into one --out are not caught
+        fcntl.flock(log_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:
+        pass
+    except BlockingIOError:
+        fail(f"--out {out} is in use by another run (it holds {out}/log.txt): wait for that run "
+             f"to end, or give another --out")
+    return log_file
 
 def plot_curves(history: list, evals: list, path: str, title: str):
     """Training loss, train accuracy and test exact accuracy against optimiser steps."""

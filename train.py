@@ -40,11 +40,10 @@ import official
 import parallel
 from bench import bench
 from config import RECURSION, fail, read_checkpoint, resolve_config
-from evaluate import evaluate, print_solution, solve, test_time_scaling, write_scaling
+from evaluate import eval_only, evaluate, solve_mode
 from hrm import HRM, HRMConfig
 from optim import AdamATan2, SignSGD, ema_update
-from puzzles import csv_format
-from report import Progress, fmt_time, plot_curves, plot_scaling
+from report import Progress, claim_out, fmt_time, plot_curves
 from trm import TRM, TRMConfig
 
 MODELS = {"trm": (TRM, TRMConfig), "hrm": (HRM, HRMConfig)}
@@ -175,7 +174,7 @@ def setup_device(cfg: dict):
         torch.set_num_threads(cfg["threads"])
     cfg["device"] = cfg["device"] or ("cuda" if torch.cuda.is_available() else
                                       "mps" if torch.backends.mps.is_available() else "cpu")
-    local = parallel.start(torch.device(cfg["device"]).type)
+    local = parallel.start("nccl" if cfg["device"].startswith("cuda") else "gloo")
     cfg["ranks"] = parallel.world()
     if cfg["ranks"] > 1 and cfg["device"].startswith("cuda"):
         cfg["device"] = f"cuda:{local}"
@@ -431,50 +430,6 @@ def train_loop(run: Run) -> dict:
     return final
 
 
-# -----------------------------------------------------------------------------
-# --eval-only: test-time scaling of a checkpoint
-
-def eval_only(run: Run) -> list:
-    """Accuracy against supervision steps, fixed and with adaptive halting, up to --eval-steps
-    (default: powers of 2 up to twice the trained maximum); writes scaling.csv and scaling.png."""
-    cfg, trained = run.cfg, run.model.max_steps
-    counts = [int(k) for k in cfg["eval_steps"].split(",")] if cfg.get("eval_steps") else \
-        [2 ** i for i in range(int(math.log2(2 * trained)) + 1)]
-    table = test_time_scaling(run.eval_fn, run.test, cfg, counts, run.autocast)
-    if not parallel.is_main():
-        return table
-    path = write_scaling(table, cfg["out"])
-    plot_scaling(table, trained, os.path.join(cfg["out"], "scaling.png"),
-                 f"{cfg['model']} on {cfg['task']}, step {run.step}" +
-                 " (GENERATED data)" * run.train.generated)
-    for r in table:
-        print(f"scaling | {r['mode']:8s} | at most {r['steps']:4d} steps | mean "
-              f"{r['mean_steps']:7.2f} steps, {r['net_calls']:8.1f} net calls | test exact "
-              f"{r['exact']:.4f}")
-    print(f"wrote {path} and scaling.png")
-    return table
-
-
-def claim_out(out: str):
-    """Create the output folder and open its log.txt, before any slow work, locked for this run
-    (flock): a second run into the same folder is refused. The lock ends with the process however
-    it ends, so a killed run leaves nothing stale. Returns the open log file."""
-    try:
-        os.makedirs(out, exist_ok=True)
-        log_file = open(os.path.join(out, "log.txt"), "a")
-    except OSError as e:
-        fail(f"--out {out} cannot hold the run's files ({e.strerror}): give a writable folder")
-    try:
-        import fcntl  # Unix and macOS; elsewhere two runs into one --out are not caught
-        fcntl.flock(log_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except ImportError:
-        pass
-    except BlockingIOError:
-        fail(f"--out {out} is in use by another run (it holds {out}/log.txt): wait for that run "
-             f"to end, or give another --out")
-    return log_file
-
-
 def load_data(cfg: dict, log_file):
     """The task's (train, test) sets; what loading says (a download, a fallback and why) goes to
     the terminal and to log.txt, and a bad data file is a user error, told in one line."""
@@ -490,22 +445,6 @@ def load_data(cfg: dict, log_file):
     cfg["data_source"] = {"train": train.source, "test": test.source, "generated": train.generated,
                           "sha256": {"train": train.meta["sha256"], "test": test.meta["sha256"]}}
     return train, test
-
-
-# -----------------------------------------------------------------------------
-# --solve: your own puzzles, step by step
-
-def solve_mode(run: Run) -> dict:
-    """Run the --solve puzzles and print each one's answer after every supervision step."""
-    try:
-        inputs = csv_format.read_grids(run.cfg["solve"], data.FAMILIES[run.test.kind],
-                                       run.test.inputs.shape[1])
-    except ValueError as e:
-        fail(f"--solve {e}")
-    with run.autocast:
-        out = solve(run.eval_fn, inputs.to(run.device))
-    print_solution(run.test, inputs, out)
-    return out
 
 
 def main(argv=None):

@@ -1,6 +1,7 @@
-"""Tests for puzzles/arc.py: the token layout and its crop, the augmentations and their inverses,
-the official build (identifiers against the golden file, and a naive transcription of the builder
-for the draws, the dedup and the offsets), the sampler, the validation errors and the scoring."""
+"""Tests for puzzles/arc.py and arc_replay.py: the token layout and its crop, the augmentations
+and their inverses, the official build (identifiers against the golden file, and a naive
+transcription of the builder for the draws, the dedup and the offsets), the sampler, the
+validation errors and the scoring."""
 import hashlib
 import json
 import sys
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from puzzles import arc
+from puzzles import arc, arc_replay
 
 SHARED = Path(__file__).parents[2] / "shared"
 ARC_DIR, MINI_DIR = SHARED / "data" / "arc-agi", SHARED / "data" / "mini-arc"
@@ -159,18 +160,18 @@ def test_crop_of_malformed_predictions():
 
 def test_dihedral_transforms_and_inverses():
     g = np.arange(6).reshape(2, 3)
-    assert all((arc.dihedral(g, t) == DIHEDRAL[t](g)).all() for t in range(8))
-    assert arc.dihedral(g, 7).tolist() == [[5, 2], [4, 1], [3, 0]]  # anti-diagonal reflection
-    assert [arc.dihedral(g, t).shape for t in range(8)] == [(2, 3), (3, 2), (2, 3), (3, 2),
-                                                          (2, 3), (2, 3), (3, 2), (3, 2)]
-    assert all(arc.COMPOSE[arc.DIHEDRAL_INVERSE[t], t] == 0 for t in range(8))
+    assert all((arc_replay.dihedral(g, t) == DIHEDRAL[t](g)).all() for t in range(8))
+    assert arc_replay.dihedral(g, 7).tolist() == [[5, 2], [4, 1], [3, 0]]  # anti-diagonal
+    assert [arc_replay.dihedral(g, t).shape for t in range(8)] == [
+        (2, 3), (3, 2), (2, 3), (3, 2), (2, 3), (2, 3), (3, 2), (3, 2)]
+    assert all(arc_replay.COMPOSE[arc_replay.DIHEDRAL_INVERSE[t], t] == 0 for t in range(8))
     rng = np.random.default_rng(1)
     for t in range(8):
         for _ in range(5):
             mapping = np.concatenate([[0], rng.permutation(np.arange(1, 10))]).astype(np.uint8)
             grid = rng.integers(0, 10, rng.integers(1, 31, 2)).astype(np.uint8)
             copy = arc.augment(grid, t, mapping)
-            assert (copy == arc.dihedral(mapping[grid], t)).all()
+            assert (copy == arc_replay.dihedral(mapping[grid], t)).all()
             assert (arc.invert(copy, t, mapping) == grid).all()
             task_name, t2, m2 = arc.parse_name(f"abc|||t{t}|||{''.join(map(str, mapping))}")
             assert (task_name, t2, m2.tolist()) == ("abc", t, mapping.tolist())
@@ -180,7 +181,7 @@ def test_dihedral_transforms_and_inverses():
 
 def test_stream_is_numpys_legacy_generator():
     """The decoded words give what RandomState(42)'s own calls give, in the builder's order."""
-    rs, mine = np.random.RandomState(42), arc._LegacyStream(42)
+    rs, mine = np.random.RandomState(42), arc_replay.LegacyStream(42)
     items = list(range(400))
     want = list(items)
     rs.shuffle(want)

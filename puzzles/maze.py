@@ -13,6 +13,7 @@ steps is the number of moves from S to G = #'o' + 1.
 maze task generates offline) and compares their statistics with the given official-format CSVs.
 """
 import math
+import os
 import random
 import sys
 import time
@@ -150,7 +151,7 @@ def shortest_paths(tokens, grid: tuple[int, int]) -> tuple[int, int]:
 WALLS = (0.39, 0.035)  # each maze's wall probability ~ Normal(mean, sd); the long-path condition
 #                        pulls the density of the result down to the real 0.37
 SPARSER_START = 0.08  # the chain starts from fewer walls, so that lengthening rarely gets stuck
-SWEEPS = 2.7  # cells redrawn per maze, in units of the grid's cell count: enough to forget the start
+SWEEPS = 2.7  # cells redrawn per maze, in grid cell counts: enough to forget the start
 MOVE_ENDS = 0.2  # share of chain steps that move S or G instead of redrawing walls
 
 
@@ -263,7 +264,7 @@ def stats(inputs: np.ndarray, labels: np.ndarray) -> dict:
 STATISTICS = {
     "walls": ("wall density, mean over mazes", 0.01),
     "walls_sd": ("wall density, sd between mazes", 0.006),
-    "wall_after_wall": ("P(wall | wall to its left or above) - density", 0.01),
+    "wall_after_wall": ("P(wall next to a wall, left or above) - density", 0.01),
     "steps_median": ("shortest path, median steps", 3),
     "steps_p90": ("shortest path, 90th percentile steps", 5),
     "at_minimum": ("share of mazes at the minimum path length", 0.06),
@@ -334,7 +335,6 @@ def looks(t, x, y) -> tuple[list, tuple[int, int]]:
     return cells, (n, n)
 
 
-
 # ---- python -m puzzles.maze: time the generator and compare it with real mazes
 
 def _compare(paths: list, count: int = 2000, seed: int = 0):
@@ -352,7 +352,7 @@ def _compare(paths: list, count: int = 2000, seed: int = 0):
     columns = {f"generated ({count:,})": statistics(*(np.stack(a) for a in list(zip(*made))[:2]))}
     for path in paths:
         x, y, _ = csv_format.read(path, sys.modules[__name__], (30, 30))
-        columns[f"{path} ({len(x):,})"] = statistics(x.numpy(), y.numpy())
+        columns[f"{os.path.basename(path)} ({len(x):,})"] = statistics(x.numpy(), y.numpy())
     print("| statistic | " + " | ".join(columns) + " | test tolerance |")
     print("|---" * (len(columns) + 2) + "|")
     for key, (what, tolerance) in STATISTICS.items():

@@ -4,7 +4,7 @@ family for validation, augmentation and pictures.
 A puzzle is a grid read row-major into S = rows * cols tokens. The model reads `inputs` and must
 write `labels`; every cell is supervised and scored (givens and walls too), as in the official code.
 What a family's tokens mean, how its puzzles are checked, made, transformed and drawn lives in its
-own file: puzzles/sudoku.py, puzzles/maze.py (puzzles/grid.py holds what they share).
+own file: puzzles/sudoku.py, puzzles/maze.py (puzzles/common.py holds what they share).
 
 tasks (see TASKS)
   sudoku      Sudoku-Extreme 9x9, the papers' benchmark: 1k train puzzles drawn (seeded) from the
@@ -12,14 +12,15 @@ tasks (see TASKS)
   maze        Maze-Hard 30x30, the papers' benchmark: 1k train / 1k test
   sudoku4     4x4 Sudoku (2x2 boxes), generated: the quickest smoke test
   sudoku6     6x6 Sudoku (2x3 boxes), generated: small, but recursion clearly helps
-  maze-small  small mazes, generated like Maze-Hard
+  maze-small  7x7 mazes, generated like Maze-Hard (puzzles/maze.py: independent walls given a
+              long path, the canonical answer), 1k train / 1k test
 
 tokens (PAD 0 never occurs here, since every grid is full; it is kept so the ids match the
 official datasets)
   sudoku  PAD 0, blank 1, digit d -> d + 1
   maze    PAD 0, then "# SGo" -> 1..5: wall, open, start, goal, path. The label is the input with
-          a shortest path from S to G drawn as 'o': in Maze-Hard the canonical one of its many
-          (puzzles/maze.py), in our generated mazes the only one.
+          a shortest path from S to G drawn as 'o': the benchmark's canonical one of the many
+          (puzzles/maze.py), in Maze-Hard and in our generated mazes alike.
 
 pictures
   decode(puzzles, tokens) writes one grid as text; show(puzzles, tokens, ax) draws it on a
@@ -48,7 +49,8 @@ FAMILIES = {"sudoku": sudoku, "maze": maze}  # PuzzleSet.kind -> the module that
 # n_train / n_test: sizes of generated sets; n_train is also the size of the official Sudoku
 # subsample (the 1k), while official test sets are used whole.
 # needs_guess: generated Sudoku must not be solvable by singles alone (else any minimal puzzle);
-# min_steps: generated mazes have a unique shortest path of at least that many steps.
+# min_steps: generated mazes have a shortest path of at least that many steps (Maze-Hard: 109,
+# its measured minimum; the small mazes scale it down)
 TASKS = {
     "sudoku": dict(description="Sudoku-Extreme 9x9 (benchmark)", repo="sapientinc/sudoku-extreme",
                    kind="sudoku", grid=(9, 9), vocab=11, n_train=1000, n_test=1000,
@@ -61,9 +63,9 @@ TASKS = {
     "sudoku6": dict(description="6x6 Sudoku, 2x3 boxes, minimal puzzles (generated)", repo=None,
                     kind="sudoku", grid=(6, 6), vocab=8, n_train=30000, n_test=1000,
                     needs_guess=False),
-    "maze-small": dict(description="9x9 maze generated like Maze-Hard", repo=None,
-                       kind="maze", grid=(9, 9), vocab=6, n_train=1000, n_test=1000,
-                       min_steps=24),
+    "maze-small": dict(description="7x7 maze generated like Maze-Hard", repo=None,
+                       kind="maze", grid=(7, 7), vocab=6, n_train=1000, n_test=1000,
+                       min_steps=16),
 }
 # data rows of the official files (spec data.md), so that a cut download is never the benchmark
 OFFICIAL_ROWS = {"sudoku": {"train.csv": 3_831_994, "test.csv": 422_786},

@@ -76,7 +76,7 @@ def supervision_step(model, carry: dict, inputs, labels, puzzle_ids):
     steps = torch.where(h, 0, carry["steps"])
     inputs = torch.where(h[:, None], inputs, carry["inputs"])  # (B, S)
     labels = torch.where(h[:, None], labels, carry["labels"])  # (B, S)
-    puzzle_ids = torch.where(h, puzzle_ids, carry["puzzle_ids"])  # (B,) a slot keeps its puzzle's
+    puzzle_ids = torch.where(h, puzzle_ids, carry["puzzle_ids"])  # (B,) each keeps its own
 
     state, logits, q = model(state, inputs, puzzle_ids)
     steps = steps + 1

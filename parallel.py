@@ -144,5 +144,8 @@ def rank0_says(flag: bool, device) -> bool:
 
 
 def stop():
+    """Wait for every rank, then leave the process group. A rank that left on its own while
+    another was still at work (rank 0 writing its files) was seen to abort at exit, now and then."""
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()

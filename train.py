@@ -476,7 +476,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    finally:  # under torchrun: leave the process group, or its threads abort the exit
-        parallel.stop()
+    main()
+    parallel.stop()  # under torchrun: all ranks leave together, or a rank's exit can abort

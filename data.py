@@ -36,15 +36,20 @@ import os
 import random
 import time
 import urllib.request
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from puzzles import common, csv_format, maze, sudoku
+from puzzles import arc, common, csv_format, maze, sudoku
 
 FAMILIES = {"sudoku": sudoku, "maze": maze}  # PuzzleSet.kind -> the module that knows the rules
+# where ARC comes from when neither --data-dir nor the cache has it: files pinned to a commit
+# (spec arc.md §1.1), through $ARC_ENDPOINT (default https://github.com)
+ARC_REPO = ("SamsungSAILMontreal/TinyRecursiveModels", "e7b68717f0a6c4cbb4ce6fbef787b14f42083bd9")
+MINI_ARC_REPO = ("KSB21ST/MINI-ARC", "792d082c")
 
 # n_train / n_test: sizes of generated sets; n_train is also the size of the official Sudoku
 # subsample (the 1k), while official test sets are used whole.
@@ -66,6 +71,15 @@ TASKS = {
     "maze-small": dict(description="7x7 maze generated like Maze-Hard", repo=None,
                        kind="maze", grid=(7, 7), vocab=6, n_train=1000, n_test=1000,
                        min_steps=16),
+    # ARC: the official build of the Kaggle-format files (puzzles/arc.py), examples on the fly
+    "arc1": dict(description="ARC-AGI-1: training + evaluation + ConceptARC, test = evaluation "
+                 "(benchmark)", repo=ARC_REPO, kind="arc", grid=(30, 30), vocab=arc.VOCAB),
+    "arc2": dict(description="ARC-AGI-2: training2 + evaluation2 + ConceptARC, test = "
+                 "evaluation2 (benchmark)", repo=ARC_REPO, kind="arc", grid=(30, 30),
+                 vocab=arc.VOCAB),
+    # Mini-ARC's 5x5 grids in a 6x6 canvas (the grid and its EOS border): seq_len 36
+    "arc-mini": dict(description="Mini-ARC, 149 tasks on 5x5 grids: demos train, test pairs "
+                     "test", repo=MINI_ARC_REPO, kind="arc", grid=(6, 6), vocab=arc.VOCAB),
 }
 # data rows of the official files (spec data.md), so that a cut download is never the benchmark
 OFFICIAL_ROWS = {"sudoku": {"train.csv": 3_831_994, "test.csv": 422_786},
@@ -85,8 +99,45 @@ class PuzzleSet:
     source: str  # one line of provenance
     meta: dict = field(repr=False)  # per-puzzle "rating", "clues", "steps", "walls"; seeds, rows
 
+    num_puzzle_ids = 1  # every Sudoku and maze puzzle shares puzzle id 0 (one learned prefix)
+
     def __len__(self):
         return len(self.inputs)
+
+    @property
+    def seq_len(self) -> int:
+        return self.inputs.shape[1]
+
+
+@dataclass
+class ArcSet:
+    """One split of an ARC task. Its examples are made on the fly from the build plan (arc.Plan,
+    shared by the train and test split) instead of being stored: the official arrays take 7 GB.
+    Every augmented copy of a task is its own puzzle, with its own id and embedding row."""
+    task: str
+    split: str  # "train" or "test"
+    plan: arc.Plan = field(repr=False)
+    source: str  # one line of provenance
+    meta: dict = field(repr=False)  # "sha256" of the files read, "num_aug"
+    stream: dict = field(default_factory=dict, repr=False)  # where arc_batch's sampler is
+    vocab_size: int = arc.VOCAB
+    kind: str = "arc"
+    generated: bool = False  # ARC has no generator
+
+    def __len__(self):  # examples, each one (input, output) pair of one augmented copy
+        return len(self.plan.splits[self.split].example_pair)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.plan.canvas, self.plan.canvas
+
+    @property
+    def seq_len(self) -> int:
+        return self.plan.canvas ** 2
+
+    @property
+    def num_puzzle_ids(self) -> int:  # the blank id 0 included
+        return len(self.plan.names)
 
 
 def _family(puzzles):
@@ -128,9 +179,12 @@ def epoch_order(seed: int, epoch: int, num: int) -> torch.Tensor:
     return torch.randperm(num, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
-def get_batch(puzzles: PuzzleSet, step: int, batch_size: int, seed: int, augmented: bool):
-    """(inputs, labels) of optimiser step `step`: the next batch_size puzzles of the epochs'
-    permutations, each a fresh random isomorph if augmented."""
+def get_batch(puzzles, step: int, batch_size: int, seed: int, augmented: bool):
+    """(inputs, labels, puzzle ids) of optimiser step `step`. Sudoku, maze: the next batch_size
+    puzzles of the epochs' permutations, each a fresh random isomorph if augmented, all with
+    puzzle id 0. ARC: the official sampler (arc_batch)."""
+    if puzzles.kind == "arc":
+        return arc_batch(puzzles, step, batch_size, seed)
     B, num = batch_size, len(puzzles)
     first = step * B
     epochs = range(first // num, (first + B - 1) // num + 1)
@@ -142,7 +196,29 @@ def get_batch(puzzles: PuzzleSet, step: int, batch_size: int, seed: int, augment
     if augmented:
         gen = torch.Generator().manual_seed(seed * 1_000_003 + step + 1)
         inputs, labels = augment(puzzles.kind, puzzles.grid, inputs, labels, gen)
-    return inputs, labels
+    return inputs, labels, torch.zeros(B, dtype=torch.long)
+
+
+ARC_EPOCHS_PER_ITERATION = 10_000  # the ARC recipe's eval_interval: one sampler iteration
+
+
+def arc_batch(puzzles: ArcSet, step: int, batch_size: int, seed: int):
+    """ARC's batch of step `step`: the official sampler (arc.train_batches: per epoch every task
+    once, in random order, one random augmented copy each, all its examples), iterations of
+    10,000 epochs back to back. The stream is read in order; a step out of order (a resumed
+    run) replays it from the start, so that batches are a function of (seed, step) as above."""
+    stream, split = puzzles.stream, puzzles.plan.splits["train"]
+    if stream.get("key") != (seed, batch_size) or step < stream["next"]:
+        stream.update(key=(seed, batch_size), iteration=-1, next=0, batches=iter(()))
+    while True:
+        for rows in stream["batches"]:
+            stream["next"] += 1
+            if stream["next"] == step + 1:
+                x, y, ids = arc.examples(puzzles.plan, "train", rows)
+                return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(ids).long()
+        stream["iteration"] += 1
+        stream["batches"] = arc.train_batches(split, seed, stream["iteration"],
+                                              ARC_EPOCHS_PER_ITERATION, batch_size)
 
 
 def download(url, dest, log):
@@ -166,11 +242,14 @@ def download(url, dest, log):
 
 
 def load_task(task: str, data_dir: str | None = None, cache_dir: str = "data", seed: int = 0,
-              log=print) -> tuple[PuzzleSet, PuzzleSet]:
-    """(train, test) PuzzleSets of a task in TASKS. seed: generator seed or 1k subsample seed."""
+              log=print, num_aug: int = arc.NUM_AUG) -> tuple:
+    """(train, test) PuzzleSets of a task in TASKS (ArcSets for ARC). seed: generator seed or 1k
+    subsample seed; num_aug: ARC's augmented copies per task."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
     spec = TASKS[task]
+    if spec["kind"] == "arc":
+        return _arc_task(task, data_dir, cache_dir, num_aug, log)
     if spec["repo"] is None:
         if data_dir is not None:
             raise ValueError(f"task {task} is always generated; data_dir does not apply")
@@ -237,6 +316,72 @@ def _check_files(task: str, folder: Path, official: bool) -> dict:
                              f"delete it to download it again, or give your own files with "
                              f"--data-dir")
     return facts
+
+
+# ---- ARC: the Kaggle-format files (or Mini-ARC's task files), built as the official builder
+
+def _arc_files(task: str) -> list:
+    if task == "arc-mini":
+        return []  # one JSON per task: whatever the folder holds
+    return [f"arc-agi_{subset}_{part}.json" for subset in arc.VERSIONS[task][0]
+            for part in ("challenges", "solutions")]
+
+
+def _arc_download(task: str, folder: Path, log):
+    """The task's files from GitHub at the pinned commit: the Kaggle files one by one, Mini-ARC
+    as the repository's zip archive, of which data/MiniARC/*.json is kept."""
+    (repo, commit), endpoint = TASKS[task]["repo"], os.environ.get("ARC_ENDPOINT",
+                                                                     "https://github.com")
+    if task != "arc-mini":
+        for name in _arc_files(task):
+            if not (folder / name).exists():
+                download(f"{endpoint}/{repo}/raw/{commit}/kaggle/combined/{name}", folder / name,
+                         log)
+        return
+    archive = folder.with_name("mini-arc.zip")
+    download(f"{endpoint}/{repo}/archive/{commit}.zip", archive, log)
+    part = folder.with_name(folder.name + ".part")
+    part.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(archive) as z:
+        for name in z.namelist():
+            if "/data/MiniARC/" in name and name.endswith(".json"):
+                (part / Path(name).name).write_bytes(z.read(name))
+    os.replace(part, folder)
+    archive.unlink()
+
+
+def _arc_task(task: str, data_dir, cache_dir, num_aug: int, log) -> tuple:
+    """(train, test) ArcSets from data_dir, else the cache, else a download; no generator."""
+    repo, commit = TASKS[task]["repo"]
+    where = "data/MiniARC/*.json of " + repo if task == "arc-mini" else \
+        f"{', '.join(_arc_files(task))} (kaggle/combined of {repo})"
+    if data_dir is not None:
+        folder, origin = Path(data_dir), f"files: {data_dir}"
+    else:
+        folder = Path(cache_dir) / ("mini-arc" if task == "arc-mini" else "arc-agi")
+        origin = f"official: {repo}@{commit[:8]}"
+        if not folder.exists() or not all((folder / n).exists() for n in _arc_files(task)):
+            try:
+                _arc_download(task, folder, log)
+            except (OSError, zipfile.BadZipFile) as e:
+                raise FileNotFoundError(
+                    f"{task}: the data is not in {folder}/ and downloading it failed ({e}); "
+                    f"put {where} into {folder}/, or give their folder with --data-dir "
+                    f"(ARC has no offline generator)") from None
+    t0 = time.time()
+    plan = arc.build_mini_arc(folder, num_aug=num_aug) if task == "arc-mini" else \
+        arc.build_arc(folder, task, num_aug=num_aug)
+    files = sorted(folder.glob("*.json")) if task == "arc-mini" else \
+        [folder / n for n in _arc_files(task)]
+    sha = hashlib.sha256(b"".join(hashlib.sha256(f.read_bytes()).digest() for f in files))
+    train, test = plan.splits["train"], plan.splits["test"]
+    log(f"built {task} from {folder}: {len(plan.tasks):,} tasks, {len(plan.names):,} puzzle ids "
+        f"({num_aug} augmentations per task), {len(train.example_pair):,} train and "
+        f"{len(test.example_pair):,} test examples, in {time.time() - t0:.1f}s")
+    return tuple(ArcSet(task, split, plan, f"{origin} ({what})",
+                        dict(sha256=sha.hexdigest(), num_aug=num_aug)) for split, what in (
+        ("train", f"{len(train.groups)} tasks' train pairs"),
+        ("test", f"{len(test.groups)} tasks' {len(test.example_pair):,} test examples")))
 
 
 # ---- generated sets: seeded, deduplicated, cached as .npz

@@ -7,13 +7,31 @@ import math
 import os
 from contextlib import nullcontext
 
+import numpy as np
 import torch
 
 import data
 import parallel
 from config import fail
-from puzzles import csv_format
+from puzzles import arc, csv_format
 from report import plot_scaling
+
+
+IGNORE = 0  # the official ignore_label_id: PAD labels (ARC's canvas around a grid) carry no loss
+# and no score. Sudoku and maze labels never hold it: every one of their cells counts.
+
+
+def token_scores(logits: torch.Tensor, labels: torch.Tensor) -> tuple:
+    """Per puzzle (B,): whether every labelled cell is right, and the accuracy over labelled
+    cells; and the (B, S) mask of labelled cells."""
+    valid = labels != IGNORE  # (B, S)
+    right = (logits.argmax(-1) == labels) & valid  # (B, S)
+    count = valid.sum(-1)  # (B,)
+    return right.sum(-1) == count, right.sum(-1) / count.clamp(min=1), valid
+
+
+def q_halt_of(q: torch.Tensor) -> torch.Tensor:
+    return q if q.dim() == 1 else q[:, 0]  # TRM gives q_halt (B,); HRM (halt, continue) (B, 2)
 
 
 @torch.no_grad()
@@ -38,17 +56,75 @@ def run_on_test(model, test, cfg: dict, steps: int, limit: int = 0, autocast=nul
         for k in range(steps):
             with autocast:
                 state, logits, q = model(state, inputs, ids)
-            correct = logits.argmax(-1) == labels  # (B, S)
-            exact[rows, k] = correct.all(-1)
+            exact[rows, k], right, _ = token_scores(logits, labels)
             wants[rows, k] = model.wants_to_halt(q)
-        cell += correct.float().mean(-1).sum()
+        cell += right.sum()
     model.train()
     cell = parallel.sum_over_ranks({"cell": cell})["cell"]
     return parallel.gather_rows(exact, num), parallel.gather_rows(wants, num), cell.item() / num
 
 
+@torch.no_grad()
+def run_on_arc(model, test, cfg: dict, steps: int, scored, adaptive: bool = False,
+               autocast=nullcontext()) -> tuple:
+    """ARC: every test example (each augmented copy of each test input, with its puzzle id) runs
+    `steps` supervision steps from a fresh state; after each step k in `scored` the answers and
+    q_halt are voted into fixed[k] (arc.Votes). With adaptive, halted[k] gets each example's
+    answer at the first step whose halting head says stop (at most k). Returns (fixed, halted,
+    exact: the fraction of test examples exactly right after each step, the cell accuracy after
+    the last). Under torchrun each rank runs every world()-th batch; all get all the votes."""
+    model.eval()
+    plan, device = test.plan, cfg["device"]
+    fixed, halted = ({k: arc.Votes(plan) for k in scored} for _ in range(2))
+    exact, cell = torch.zeros(steps, device=device), torch.zeros((), device=device)
+    for b, rows in enumerate(arc.test_batches(plan.splits["test"], cfg["eval_batch_size"])):
+        if b % parallel.world() != parallel.rank():
+            continue
+        inputs, labels, ids = (torch.from_numpy(a).to(device) for a in
+                               arc.examples(plan, "test", rows))
+        real = torch.from_numpy(rows >= 0).to(device)  # (B,) not a padding row
+        state, stopped = model.initial_state(len(inputs)), np.zeros(len(rows), bool)
+        for k in range(1, steps + 1):
+            with autocast:
+                state, logits, q = model(state, inputs, ids)
+            right, cells, _ = token_scores(logits, labels)
+            exact[k - 1] += (right & real).sum()
+            stops = model.wants_to_halt(q).cpu().numpy() & ~stopped if adaptive else stopped & False
+            if k in fixed or stops.any():
+                preds, q_halt = logits.argmax(-1).cpu().numpy(), q_halt_of(q).float().cpu().numpy()
+                if k in fixed:
+                    fixed[k].add(rows, preds, q_halt)
+                    if adaptive:
+                        halted[k].add(np.where(stopped, -1, rows), preds, q_halt)
+                for j in (j for j in scored if j > k):  # these stop here, for every later count
+                    halted[j].add(np.where(stops, rows, -1), preds, q_halt)
+            stopped = stopped | stops
+        cell += (cells * real).sum()
+    model.train()
+    for votes in (*fixed.values(), *halted.values()):
+        pools, votes.pools = parallel.gather_objects(votes.pools), {}
+        votes.merge(pools)
+    sums = parallel.sum_over_ranks({"cell": cell, **{str(k): e for k, e in enumerate(exact)}})
+    n = len(test)
+    return fixed, halted, [sums[str(k)].item() / n for k in range(steps)], sums["cell"].item() / n
+
+
+def evaluate_arc(model, test, cfg: dict, autocast=nullcontext()) -> dict:
+    """ARC (spec arc.md §3): all N_sup steps, the answers voted over the augmented copies;
+    pass@K of the final step with both credit rules (TRM: per test input, the paper's number;
+    HRM: all of a task's test inputs), the Kaggle submission, and per-example exact accuracy."""
+    K = model.max_steps
+    fixed, _, exact, cell = run_on_arc(model, test, cfg, K, [K], autocast=autocast)
+    passes, sub, _ = fixed[K].score()
+    return dict(exact=exact[-1], cell=cell, puzzles=len(test),
+                exact_by_step=[round(a, 4) for a in exact], pass_at=passes, submission=sub)
+
+
 def evaluate(model, test, cfg: dict, limit: int = 0, autocast=nullcontext()) -> dict:
-    """Test exact accuracy after all N_sup steps (what the official code reports), and per step."""
+    """Test exact accuracy after all N_sup steps (what the official code reports), and per step;
+    ARC: evaluate_arc, always on the whole test split (a vote needs every copy)."""
+    if test.kind == "arc":
+        return evaluate_arc(model, test, cfg, autocast)
     exact, _, cell = run_on_test(model, test, cfg, model.max_steps, limit, autocast)
     by_step = exact.float().mean(0).tolist()
     return dict(exact=by_step[-1], cell=cell, puzzles=len(exact),

@@ -31,7 +31,10 @@ class AdamATan2(torch.optim.Optimizer):
 
 
 class SignSGD(torch.optim.Optimizer):
-    """w <- w * (1 - lr * wd) - lr * sign(grad), for the puzzle-embedding rows used in the batch."""
+    """w <- w * (1 - lr * wd) - lr * sign(grad) for the puzzle-embedding rows whose ids are in the
+    batch, the official sparse update: a row of the batch is decayed even where its gradient is
+    zero, and the rows of other ids are not touched. The gradient is sparse (the model's
+    F.embedding(sparse=True)), so a step costs rows of the batch, not rows of the table."""
 
     def __init__(self, params, lr: float, weight_decay: float = 0.0):
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay))
@@ -39,20 +42,20 @@ class SignSGD(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self):
         for group in self.param_groups:
+            lr, wd = group["lr"], group["weight_decay"]
             for p in group["params"]:
-                # rows of puzzles absent from the batch have zero gradient and stay untouched
-                used = (p.grad != 0).any(-1, keepdim=True)
-                lr, wd = group["lr"], group["weight_decay"]
-                decayed = p * (1 - lr * wd) - lr * p.grad.sign()
-                p.copy_(torch.where(used, decayed, p))
+                if p.grad is None:
+                    continue
+                grad = p.grad.coalesce()  # one row per id in the batch, summed over its samples
+                ids, g = grad.indices()[0], grad.values()  # (U,), (U, D)
+                p.index_copy_(0, ids, p[ids] * (1 - lr * wd) - lr * g.sign())
 
 
 @torch.no_grad()
 def ema_update(ema_model, model, rate: float):
-    # shadow <- rate * shadow + (1 - rate) * weights; the puzzle embedding is copied, not averaged,
-    # as in the official code where it is a buffer outside the EMA
-    for (name, p_ema), p in zip(ema_model.named_parameters(), model.parameters()):
-        if name == "puzzle_emb":
-            p_ema.copy_(p)
-        else:
+    # shadow <- rate * shadow + (1 - rate) * weights. The puzzle embedding is not averaged, as in
+    # the official code where it is a buffer outside the EMA: both models share that one table
+    # (train.py), so nothing of the table's size is copied here
+    for p_ema, p in zip(ema_model.parameters(), model.parameters()):
+        if p_ema is not p:
             p_ema.lerp_(p, 1 - rate)

@@ -72,15 +72,40 @@ def main_first():
 
 
 def average_gradients(model: torch.nn.Module):
-    """Every parameter's gradient <- its mean over the ranks: one all-reduce of them all, flat."""
+    """Every parameter's gradient <- its mean over the ranks: one all-reduce of the dense ones,
+    flat; the sparse one (the puzzle embedding's rows of the batch's ids) gathers every rank's
+    rows, so that the update touches the ids of the whole batch."""
     if world() == 1:
         return
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    params = [p for p in model.parameters() if p.grad is not None]
+    grads = [p.grad for p in params if not p.grad.is_sparse]
     flat = torch.cat([g.flatten() for g in grads])
     dist.all_reduce(flat)
     flat /= world()
     for g, mean in zip(grads, flat.split([g.numel() for g in grads])):
         g.copy_(mean.view_as(g))
+    for p in params:
+        if p.grad.is_sparse:
+            p.grad = gather_sparse(p.grad) / world()
+
+
+def gather_sparse(grad: torch.Tensor) -> torch.Tensor:
+    """A sparse (rows, D) gradient holding every rank's rows (an id on several ranks appears
+    once per rank; SignSGD's coalesce sums them)."""
+    g = grad.coalesce()
+    ids, rows = g.indices()[0], g.values()  # (U,), (U, D): U differs by rank
+    counts = [torch.zeros(1, dtype=torch.long, device=ids.device) for _ in range(world())]
+    dist.all_gather(counts, torch.tensor([len(ids)], device=ids.device))
+    counts = [int(c) for c in counts]
+    most = max(counts)  # all_gather needs equal sizes: pad to the largest, then cut
+    ids = torch.cat([ids, ids.new_zeros(most - len(ids))])
+    rows = torch.cat([rows, rows.new_zeros(most - len(rows), rows.shape[1])])
+    all_ids, all_rows = [torch.empty_like(ids) for _ in counts], [torch.empty_like(rows) for _ in counts]
+    dist.all_gather(all_ids, ids)
+    dist.all_gather(all_rows, rows)
+    ids = torch.cat([t[:c] for t, c in zip(all_ids, counts)])
+    rows = torch.cat([t[:c] for t, c in zip(all_rows, counts)])
+    return torch.sparse_coo_tensor(ids[None], rows, grad.shape)
 
 
 def same_weights(model: torch.nn.Module):

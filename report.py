@@ -75,7 +75,11 @@ def plot_curves(history: list, evals: list, path: str, title: str):
     ax_acc.plot(steps, [h["exact"] for h in history], label="train exact (halted)")
     ax_acc.plot(steps, [h["cell"] for h in history], label="train cell", alpha=0.6)
     ax_acc.plot([e["step"] for e in evals], [e["exact"] for e in evals], "o-",
-                label="test exact (EMA)")
+                label="test exact (EMA)" + " per augmented copy" * ("pass_at" in evals[-1]))
+    if "pass_at" in evals[-1]:  # ARC: the voted answers, the paper's metric
+        for k, style in ((1, "s-"), (2, "D-")):
+            ax_acc.plot([e["step"] for e in evals], [e["pass_at"]["trm"][k] for e in evals],
+                        style, label=f"test pass@{k} (voted)")
     ax_acc.set(xlabel="optimiser step", ylabel="accuracy", ylim=(0, 1.02), title="accuracy")
     ax_acc.legend(loc="lower right")
     fig.suptitle(title)

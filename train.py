@@ -40,7 +40,7 @@ import official
 import parallel
 from bench import bench
 from config import RECURSION, fail, read_checkpoint, resolve_config
-from evaluate import eval_only, evaluate, solve_mode
+from evaluate import eval_only, evaluate, solve_mode, token_scores
 from hrm import HRM, HRMConfig
 from optim import AdamATan2, SignSGD, ema_update
 from report import Progress, claim_out, fmt_time, plot_curves
@@ -85,16 +85,17 @@ def supervision_step(model, carry: dict, inputs, labels, puzzle_ids):
     # loss: per-puzzle mean of the token losses, plus 0.5 * the halting head's loss (TRM: BCE of
     # "halt" against "my answer is exactly right"; HRM adds its Q-learning continue target),
     # averaged over all slots (official: summed, then divided by the global batch)
-    correct = logits.argmax(-1) == labels  # (B, S)
-    exact = correct.all(-1)  # (B,)
-    lm_loss = stablemax_cross_entropy(logits, labels).mean(-1)  # (B,)
+    # (PAD labels, ARC's canvas around a grid, carry no loss and no score: token_scores)
+    exact, cell, valid = token_scores(logits, labels)  # (B,), (B,), (B, S)
+    token_loss = stablemax_cross_entropy(logits, labels) * valid  # (B, S)
+    lm_loss = token_loss.sum(-1) / valid.sum(-1).clamp(min=1)  # (B,)
     halt_loss = model.halt_loss(q, exact, state, inputs, puzzle_ids, steps)  # (B,)
     loss = (lm_loss.sum() + 0.5 * halt_loss.sum()) / len(inputs)
 
     # metrics of the puzzles that finished at this step (summed; divided at log time)
     done = halted.float()
     metrics = dict(loss=loss.detach(), halted=done.sum(), exact=(exact * done).sum(),
-                   cell=(correct.float().mean(-1) * done).sum(), steps=(steps * done).sum())
+                   cell=(cell * done).sum(), steps=(steps * done).sum())
     carry = dict(state=state, steps=steps, halted=halted, inputs=inputs, labels=labels,
                  puzzle_ids=puzzle_ids)
     return carry, loss, metrics
@@ -130,7 +131,6 @@ class Run:
     step_fn: object  # supervision_step, compiled with --compile
     eval_fn: object  # ema_model, compiled with --compile
     carry: dict  # this rank's slots (all B in one process), each a puzzle at some supervision step
-    puzzle_ids: torch.Tensor  # (slots,) Sudoku and Maze: one shared id
     log_file: object
     step: int = 0  # optimiser steps done
     history: list = field(default_factory=list)  # one dict per log line
@@ -198,8 +198,8 @@ def new_carry(model, train, B: int, device) -> dict:
     return dict(state=model.initial_state(B),
                 steps=torch.zeros(B, dtype=torch.long, device=device),
                 halted=torch.ones(B, dtype=torch.bool, device=device),
-                inputs=torch.zeros_like(train.inputs[:B], device=device),
-                labels=torch.zeros_like(train.labels[:B], device=device),
+                inputs=torch.zeros(B, train.seq_len, dtype=torch.uint8, device=device),
+                labels=torch.zeros(B, train.seq_len, dtype=torch.uint8, device=device),
                 puzzle_ids=torch.zeros(B, dtype=torch.long, device=device))
 
 
@@ -209,7 +209,8 @@ def build_run(cfg: dict, device, autocast, train, test, log_file) -> Run:
     # initial_state, reset_state, halt, halt_loss, max_steps, num_params, puzzle_emb (README)
     Model, Config = MODELS[cfg["model"]]
     mcfg = Config(**cfg["model_config"]) if cfg.get("official") else \
-        Config(vocab_size=train.vocab_size, seq_len=train.inputs.shape[1],
+        Config(vocab_size=train.vocab_size, seq_len=train.seq_len,
+               num_puzzle_ids=train.num_puzzle_ids,
                hidden_size=cfg["hidden"], num_heads=cfg["heads"], num_layers=cfg["layers"],
                mlp_t=cfg["net"] == "mlp", puzzle_emb_len=cfg["prefix_len"],
                halt_exploration_prob=cfg["halt_explore"],
@@ -219,7 +220,9 @@ def build_run(cfg: dict, device, autocast, train, test, log_file) -> Run:
     if parallel.rank() > 0:  # from here on random draws (halting exploration) differ by rank
         torch.manual_seed(cfg["seed"] + parallel.rank())
     cfg["model_config"], cfg["params"] = asdict(mcfg), model.num_params()
-    ema_model = copy.deepcopy(model) if cfg["ema"] else model
+    # the EMA copy shares the puzzle-embedding table (~1M rows for ARC) instead of copying it
+    table = {id(model.puzzle_emb): model.puzzle_emb}
+    ema_model = copy.deepcopy(model, memo=table) if cfg["ema"] else model
     opt = AdamATan2([p for name, p in model.named_parameters() if name != "puzzle_emb"],
                     lr=cfg["lr"], betas=(0.9, 0.95), weight_decay=cfg["weight_decay"])
     emb_opt = SignSGD([model.puzzle_emb], lr=cfg["emb_lr"], weight_decay=cfg["emb_weight_decay"])
@@ -229,9 +232,7 @@ def build_run(cfg: dict, device, autocast, train, test, log_file) -> Run:
         eval_fn = torch.compile(ema_model, dynamic=False)
     B = cfg["batch_size"] // parallel.world()  # this rank's slots
     return Run(cfg, device, autocast, train, test, model, ema_model, opt, emb_opt, step_fn,
-               eval_fn, carry=new_carry(model, train, B, device),
-               puzzle_ids=torch.zeros(B, dtype=torch.long, device=device),
-               log_file=log_file)
+               eval_fn, carry=new_carry(model, train, B, device), log_file=log_file)
 
 
 def print_banner(run: Run):
@@ -246,6 +247,9 @@ def print_banner(run: Run):
               "config: " + json.dumps({k: v for k, v in cfg.items()
                                        if k not in ("model_config", "data_source")}),
               f"params: {cfg['params']}"]
+    if run.train.num_puzzle_ids > 1:  # ARC: one learned embedding row per augmented puzzle
+        banner.append(f"puzzle ids: {run.train.num_puzzle_ids} (the embedding table, "
+                      f"{run.train.num_puzzle_ids} x {cfg['hidden']}, is not in params)")
     if run.train.generated:
         banner.insert(1, "!! GENERATED data: not the benchmark; not comparable to the paper")
     for line in banner:
@@ -265,7 +269,10 @@ def save_checkpoint(run: Run):
         cuda=torch.cuda.get_rng_state() if run.device.type == "cuda" else None))
     if not parallel.is_main():
         return
-    ckpt = dict(model=run.model.state_dict(), ema=run.ema_model.state_dict(),
+    # the EMA weights without the puzzle-embedding table, which both models share: it is saved
+    # once, with the model (ARC: 1.8-2.5 GB)
+    ema = {k: v for k, v in run.ema_model.state_dict().items() if k != "puzzle_emb"}
+    ckpt = dict(model=run.model.state_dict(), ema=ema,
                 opt=run.opt.state_dict(), emb_opt=run.emb_opt.state_dict(), config=run.cfg,
                 step=run.step, carry=carry, rng=rng, history=run.history, evals=run.evals,
                 generated=run.train.generated)
@@ -275,10 +282,16 @@ def save_checkpoint(run: Run):
     os.replace(path + ".tmp", path)
 
 
+def ema_weights(ckpt: dict) -> dict:
+    """The evaluated (EMA) weights of a checkpoint, as a full state dict: the puzzle-embedding
+    table, which the EMA model shares, is stored once, with the model's weights."""
+    return {"puzzle_emb": ckpt["model"]["puzzle_emb"], **ckpt["ema"]}
+
+
 def load_checkpoint(run: Run, path: str):
     ckpt = read_checkpoint(path, map_location=run.device)
     run.model.load_state_dict(ckpt["model"])
-    run.ema_model.load_state_dict(ckpt["ema"])
+    run.ema_model.load_state_dict(ema_weights(ckpt))
     run.opt.load_state_dict(ckpt["opt"])
     run.emb_opt.load_state_dict(ckpt["emb_opt"])
     run.step, run.history, run.evals = ckpt["step"], ckpt["history"], ckpt["evals"]
@@ -298,12 +311,13 @@ def load_checkpoint(run: Run, path: str):
 def train_step(run: Run, step: int) -> dict:
     """One optimiser step: every slot of the carry advances by one supervision step."""
     cfg, device = run.cfg, run.device
-    inputs, labels = data.get_batch(run.train, step, cfg["batch_size"], cfg["seed"], cfg["augment"])
+    batch = data.get_batch(run.train, step, cfg["batch_size"], cfg["seed"], cfg["augment"])
     mine = parallel.my_slots(cfg["batch_size"])  # under torchrun: this rank's part of the batch
-    inputs, labels, B = inputs[mine], labels[mine], mine.stop - mine.start
+    batch = [t[mine] for t in batch]  # inputs, labels (B, S), puzzle ids (B,)
     if device.type == "cuda":  # pinned memory: the copy does not wait for the GPU to finish
-        inputs, labels = inputs.pin_memory(), labels.pin_memory()
-    inputs, labels = inputs.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        batch = [t.pin_memory() for t in batch]
+    inputs, labels, ids = (t.to(device, non_blocking=True) for t in batch)
+    B = mine.stop - mine.start
     # learning rate: linear warmup from step 1, then constant (official lr_min_ratio = 1)
     scale = min(1.0, (step + 1) / cfg["warmup"])
     run.opt.param_groups[0]["lr"] = cfg["lr"] * scale
@@ -316,7 +330,7 @@ def train_step(run: Run, step: int) -> dict:
         try:
             with run.autocast:
                 new, loss, m = run.step_fn(run.model, slots(run.carry, part), inputs[part],
-                                           labels[part], run.puzzle_ids[part])
+                                           labels[part], ids[part])
             (loss / K).backward()
         except torch.OutOfMemoryError:
             sys.exit(f"out of {device.type} memory with {B // K} slots per micro-batch: run "
@@ -378,7 +392,15 @@ def evaluate_and_save(run: Run, last: bool, progress: Progress):
     if not (all_finite(run.model) and all_finite(run.ema_model)):  # the loss was checked before
         stop_not_finite(run, progress, "the weights after the last optimiser step are not finite")
     result = evaluate(run.eval_fn, run.test, cfg, 0 if last else cfg["eval_limit"], run.autocast)
+    submission = result.pop("submission", None)  # ARC: the Kaggle submission.json
     run.evals.append(dict(step=run.step, **result))
+    if submission is not None and parallel.is_main():
+        with open(os.path.join(cfg["out"], "submission.json"), "w") as f:
+            json.dump(submission, f)
+        p = result["pass_at"]
+        progress.log(f"eval {run.step:6d} | ARC pass@1 {p['trm'][1]:.4f} pass@2 {p['trm'][2]:.4f}"
+                     f" (credit per test input, the paper's) | pass@2 {p['hrm'][2]:.4f} (all of "
+                     f"a task's inputs) | pass@K {p['trm']} | wrote submission.json")
     progress.log(f"eval {run.step:6d} | test exact {result['exact']:.4f} | cell "
                  f"{result['cell']:.4f} | {result['puzzles']} puzzles | "
                  f"{fmt_time(time.time() - progress.t0)} | exact after each supervision step "
@@ -423,7 +445,8 @@ def train_loop(run: Run) -> dict:
                        step=final["step"], test_exact=final["exact"], test_cell=final["cell"],
                        puzzles=final["puzzles"], exact_by_step=final["exact_by_step"],
                        wall_s=round(elapsed), generated=run.train.generated,
-                       data=cfg["data_source"], device=str(run.device), ranks=cfg["ranks"]),
+                       data=cfg["data_source"], device=str(run.device), ranks=cfg["ranks"],
+                       **({"pass_at": final["pass_at"]} if "pass_at" in final else {})),
                   f, indent=1)
     progress.log(f"final | test exact acc {final['exact']:.4f} on {final['puzzles']} puzzles"
                  f"{' (GENERATED data)' if run.train.generated else ''} | {fmt_time(elapsed)}")
@@ -439,7 +462,8 @@ def load_data(cfg: dict, log_file):
 
     try:
         train, test = data.load_task(cfg["task"], data_dir=cfg["data_dir"], seed=cfg["seed"],
-                                     log=log)
+                                     log=log, **({"num_aug": cfg["num_aug"]} if cfg.get("num_aug")
+                                                 is not None else {}))
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
     cfg["data_source"] = {"train": train.source, "test": test.source, "generated": train.generated,

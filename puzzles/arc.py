@@ -102,8 +102,11 @@ def _pairs(items, where: str, need_output: bool = True) -> list:
 def _read_json(path: Path, what: str):
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: put {what} in {path.parent}")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a JSON file ({e}); download it again") from None
 
 
 def load_kaggle(folder, subset: str, prefix: str = "arc-agi") -> list:
@@ -382,18 +385,31 @@ def test_batches(split: Split, batch_size: int = 768):
 
 # ---- scoring (spec §3, §5)
 
+def _sigmoid(q) -> np.ndarray:
+    return 1 / (1 + np.exp(-np.asarray(q, np.float64)))
+
+
+def _count(pool: dict, grid: np.ndarray, q: float):
+    """One more vote for grid in a pool {(shape, bytes): [grid, votes, sum of sigmoid q]}."""
+    entry = pool.setdefault((grid.shape, grid.tobytes()), [grid, 0, 0.0])
+    entry[1] += 1
+    entry[2] += q
+
+
+def _ranked(pool: dict) -> list:
+    """[(grid, votes, mean sigmoid q)], best first by (votes, mean q); full ties keep the order in
+    which the answers first came, as the official sort does (Python's sort is stable)."""
+    ranked = [(grid, n, total / n) for grid, n, total in pool.values()]
+    return sorted(ranked, key=lambda r: (r[1], r[2]), reverse=True)
+
+
 def vote(answers: list, q_halt) -> list:
     """Pool the answers (grids in the original task's frame) given to one test input: a list of
-    (grid, votes, mean sigmoid(q_halt)), best first by (votes, mean q); full ties keep the order
-    in which the answers first came, as the official sort does."""
-    q = 1 / (1 + np.exp(-np.asarray(q_halt, np.float64)))
+    (grid, votes, mean sigmoid(q_halt)), best first by (votes, mean q)."""
     pool = {}
-    for grid, qi in zip(answers, q):
-        entry = pool.setdefault((grid.shape, grid.tobytes()), [grid, 0, 0.0])
-        entry[1] += 1
-        entry[2] += qi
-    ranked = [(grid, n, total / n) for grid, n, total in pool.values()]
-    return sorted(ranked, key=lambda r: (r[1], r[2]), reverse=True)  # a stable sort
+    for grid, q in zip(answers, _sigmoid(q_halt)):
+        _count(pool, grid, q)
+    return _ranked(pool)
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
@@ -429,24 +445,55 @@ def submission(ranked: dict, attempts: int = 2) -> dict:
     return out
 
 
+class Votes:
+    """The evaluator's pools, filled batch by batch (spec §3): each prediction of a test example
+    is cropped, mapped back to its task's frame and counted for its test input with its
+    sigmoid(q_halt). The official evaluator finds the test input by the hash of the cropped
+    input; here the example's row says it (the same, since no task repeats a test input). Only
+    the distinct answers are kept, so the whole ARC-1 test split (385,815 examples) fits."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.pools = {}  # (group, test pair) -> {(shape, bytes): [grid, votes, sum of q]}
+
+    def add(self, rows, preds: np.ndarray, q_halt):
+        """rows (B,): test-split example rows (test_batches; -1 is padding, skipped); preds
+        (B, S) predicted tokens; q_halt (B,) halting logits of the same step."""
+        p, s = self.plan, self.plan.splits["test"]
+        rows, q = np.asarray(rows, np.int64), _sigmoid(q_halt)
+        for b in np.flatnonzero(rows >= 0):
+            e = rows[b]
+            i = s.puzzle_identifiers[np.searchsorted(s.puzzle_indices, e, side="right") - 1]
+            grid = invert(crop(preds[b], p.canvas), p.trans[i], p.maps[i])
+            _count(self.pools.setdefault((int(p.task_of[i]), int(s.example_pair[e])), {}),
+                   grid, q[b])
+
+    def merge(self, pools: list):
+        """Add other Votes' pools (e.g. every rank's, in rank order) to these."""
+        for other in pools:
+            for key, pool in other.items():
+                for grid, n, total in pool.values():
+                    entry = self.pools.setdefault(key, {}).setdefault(
+                        (grid.shape, grid.tobytes()), [grid, 0, 0.0])
+                    entry[1] += n
+                    entry[2] += total
+
+    def score(self, ks=KS) -> tuple:
+        """(pass_at_k's dict, the Kaggle submission, ranked) over every task of the test split; a
+        test input that got no vote counts as wrong."""
+        s = self.plan.splits["test"]
+        ranked, truth = {}, {}
+        for g in s.groups.tolist():
+            task = self.plan.tasks[g]
+            truth[task.name] = [y for _, y in s.pairs[g]]
+            ranked[task.name] = [[grid for grid, _, _ in _ranked(self.pools.get((g, i), {}))]
+                                 for i in range(len(s.pairs[g]))]
+        return pass_at_k(ranked, truth, ks), submission(ranked), ranked
+
+
 def score(plan: Plan, preds, q_halt, ks=KS) -> tuple:
-    """Score predictions for the whole test split: preds (E, S) tokens and q_halt (E,) logits
-    of the final supervision step, in test-split example order (test_batches without padding).
-    Each is cropped, mapped back to the task's frame and pooled per test input by vote(); the
-    official evaluator finds the test input by the hash of the cropped input instead, the same
-    here since no task repeats a test input. Returns (pass_at_k's dict, submission, ranked)."""
-    s = plan.splits["test"]
-    pid = s.puzzle_identifiers[np.searchsorted(s.puzzle_indices, np.arange(len(preds)),
-                                               side="right") - 1]  # (E,)
-    answers = {}
-    for e, i in enumerate(pid.tolist()):
-        grid = invert(crop(preds[e], plan.canvas), plan.trans[i], plan.maps[i])
-        key = (int(plan.task_of[i]), int(s.example_pair[e]))
-        answers.setdefault(key, []).append((grid, q_halt[e]))
-    ranked, truth = {}, {}
-    for g in s.groups.tolist():
-        task = plan.tasks[g]
-        truth[task.name] = [y for _, y in s.pairs[g]]
-        ranked[task.name] = [[grid for grid, _, _ in vote(*zip(*answers[g, i]))]
-                             if (g, i) in answers else [] for i in range(len(s.pairs[g]))]
-    return pass_at_k(ranked, truth, ks), submission(ranked), ranked
+    """Score predictions for the whole test split at once: preds (E, S) tokens and q_halt (E,)
+    logits of the final supervision step, in test-split example order; as Votes.score."""
+    votes = Votes(plan)
+    votes.add(np.arange(len(preds)), preds, q_halt)
+    return votes.score(ks)

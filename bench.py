@@ -50,6 +50,11 @@ def bench(run, train_step, probes: dict):
           f"{1000 * dt:.1f} ms/step | {flops / 1e12:.1f} TFLOP/step, {flops / dt / 1e12:.1f} "
           f"TFLOP/s, {mfu} | {probes['memory']()} | projected {cfg['steps']} steps: "
           f"{fmt_time(dt * cfg['steps'])}")
+    if run.test.kind == "arc":  # a vote needs every copy: there is no cheap partial evaluation
+        print(f"bench | eval | not timed for ARC: an evaluation runs all {len(run.test)} test "
+              f"copies x {model.max_steps} steps, about {len(run.test) * model.max_steps / B:.0f}"
+              f" forward passes of a batch of {B}")
+        return
     # evaluation throughput: --eval-limit test puzzles (0 = all), every one for all N_sup steps;
     # the first pass warms up (and compiles for each batch shape), the second is timed
     for _ in range(2):
@@ -57,7 +62,7 @@ def bench(run, train_step, probes: dict):
         t0 = time.time()
         result = evaluate(run.eval_fn, run.test, cfg, cfg["eval_limit"], run.autocast)
         dt = time.time() - t0
-    full = len(run.test.inputs) / result["puzzles"] * dt
+    full = len(run.test) / result["puzzles"] * dt
     print(f"bench | eval | {result['puzzles']} puzzles x {model.max_steps} steps, batch "
           f"{cfg['eval_batch_size']} | {result['puzzles'] / dt:.0f} puzzles/s | full test "
-          f"split ({len(run.test.inputs)} puzzles): {fmt_time(full)}")
+          f"split ({len(run.test)} puzzles): {fmt_time(full)}")

@@ -44,7 +44,7 @@ ARC_STEPS = {"arc1": dict(steps=518226, eval_every=51822),
              "arc2": dict(steps=722098, eval_every=72209)}
 # Mini-ARC on a CPU, our own recipe: the small tasks' TRM-MLP with fewer augmentations, so that
 # the 149 test inputs' copies are voted in seconds
-ARC_MINI = dict(num_aug=15, augment=False, eval_limit=0, emb_lr=1e-2, steps=3000, eval_every=500)
+ARC_MINI = dict(num_aug=7, augment=False, eval_limit=0, emb_lr=1e-2, steps=3000, eval_every=300)
 PRESETS = {
     "trm": {
         "sudoku": TRM_PAPER,  # TRM-MLP, T=3, n=6; 50k epochs of 1000 puzzles at batch 768
@@ -116,7 +116,8 @@ arg("--num-aug", type=int, help="ARC: augmented copies per task, each its own pu
     "1000; the ARC Prize found 300 enough for HRM)")
 # evaluation, logging, checkpoints
 arg("--eval-every", type=int, help="evaluate and checkpoint every this many steps")
-arg("--eval-limit", type=int, help="test puzzles in intermediate evals (0 = all); final: all")
+arg("--eval-limit", type=int, help="test puzzles in intermediate evals (0 = all); final: all; "
+    "ARC always votes over its whole test split")
 arg("--eval-batch-size", type=int, help="puzzles per eval batch (default: the batch size)")
 arg("--log-every", type=int, help="steps per log line")
 arg("--resume", help="checkpoint to continue from (same config: goes on as if never stopped)")
@@ -190,6 +191,9 @@ def check_config(cfg: dict):
     spec = data.TASKS[cfg["task"]]
     if spec["kind"] != "arc" and cfg.get("num_aug") is not None:
         fail(f"--num-aug is a setting of the ARC tasks, not of {cfg['task']}")
+    if spec["kind"] == "arc" and cfg["augment"]:
+        fail("--augment: ARC's augmentations are the build's copies of each task, each with its "
+             "own puzzle id; set their number with --num-aug")
     if cfg.get("solve") and spec["kind"] == "arc":
         fail("--solve takes Sudoku and maze grids; for ARC, --eval-only scores the test split")
     if cfg.get("solve"):  # read here too, so that a bad puzzle is told before any slow work

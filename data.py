@@ -2,9 +2,10 @@
 family for validation, augmentation and pictures.
 
 A puzzle is a grid read row-major into S = rows * cols tokens. The model reads `inputs` and must
-write `labels`; every cell is supervised and scored (givens and walls too), as in the official code.
-What a family's tokens mean, how its puzzles are checked, made, transformed and drawn lives in its
-own file: puzzles/sudoku.py, puzzles/maze.py (puzzles/common.py holds what they share).
+write `labels`; every cell is supervised and scored (givens and walls too), as in the official code;
+in ARC the PAD cells around a grid are not. What a family's tokens mean, how its puzzles are
+checked, made, transformed and drawn lives in its own file: puzzles/sudoku.py, puzzles/maze.py
+(puzzles/common.py holds what they share), puzzles/arc.py.
 
 tasks (see TASKS)
   sudoku      Sudoku-Extreme 9x9, the papers' benchmark: 1k train puzzles drawn (seeded) from the
@@ -14,13 +15,18 @@ tasks (see TASKS)
   sudoku6     6x6 Sudoku (2x3 boxes), generated: small, but recursion clearly helps
   maze-small  7x7 mazes, generated like Maze-Hard (puzzles/maze.py: independent walls given a
               long path, the canonical answer), 1k train / 1k test
+  arc1, arc2  ARC-AGI-1 / -2 as the official TRM builder makes them (puzzles/arc.py): every task's
+              demos train, the evaluation tasks' test pairs test, 1000 augmented copies per task,
+              each its own puzzle id; examples made on the fly (ArcSet), no generator
+  arc-mini    Mini-ARC, 149 tasks on 5x5 grids (canvas 6), built the same way
 
-tokens (PAD 0 never occurs here, since every grid is full; it is kept so the ids match the
-official datasets)
+tokens (PAD 0 occurs only in ARC, around a grid on its canvas, and carries no loss; it is kept
+elsewhere so the ids match the official datasets)
   sudoku  PAD 0, blank 1, digit d -> d + 1
   maze    PAD 0, then "# SGo" -> 1..5: wall, open, start, goal, path. The label is the input with
           a shortest path from S to G drawn as 'o': the benchmark's canonical one of the many
           (puzzles/maze.py), in Maze-Hard and in our generated mazes alike.
+  arc     PAD 0, EOS 1 (the border below and right of a grid), colour c -> c + 2
 
 pictures
   decode(puzzles, tokens) writes one grid as text; show(puzzles, tokens, ax) draws it on a
@@ -29,7 +35,8 @@ pictures
 The benchmarks come from `data_dir` if given, else the cache under `cache_dir`, else a download
 from Hugging Face ($HF_ENDPOINT, default https://huggingface.co). If that fails we fall back to our
 offline generator and say so loudly: generated data is never the benchmark, and
-PuzzleSet.generated / .source always say which one you have.
+PuzzleSet.generated / .source always say which one you have. ARC comes from GitHub at a pinned
+commit ($ARC_ENDPOINT, default https://github.com); without it the error says where the files go.
 """
 import hashlib
 import os
@@ -330,8 +337,8 @@ def _arc_files(task: str) -> list:
 def _arc_download(task: str, folder: Path, log):
     """The task's files from GitHub at the pinned commit: the Kaggle files one by one, Mini-ARC
     as the repository's zip archive, of which data/MiniARC/*.json is kept."""
-    (repo, commit), endpoint = TASKS[task]["repo"], os.environ.get("ARC_ENDPOINT",
-                                                                     "https://github.com")
+    repo, commit = TASKS[task]["repo"]
+    endpoint = os.environ.get("ARC_ENDPOINT", "https://github.com")
     if task != "arc-mini":
         for name in _arc_files(task):
             if not (folder / name).exists():
@@ -369,7 +376,8 @@ def _arc_task(task: str, data_dir, cache_dir, num_aug: int, log) -> tuple:
                     f"put {where} into {folder}/, or give their folder with --data-dir "
                     f"(ARC has no offline generator)") from None
     t0 = time.time()
-    plan = arc.build_mini_arc(folder, num_aug=num_aug) if task == "arc-mini" else \
+    plan = arc.build_mini_arc(folder, num_aug=num_aug, canvas=TASKS[task]["grid"][0]) \
+        if task == "arc-mini" else \
         arc.build_arc(folder, task, num_aug=num_aug)
     files = sorted(folder.glob("*.json")) if task == "arc-mini" else \
         [folder / n for n in _arc_files(task)]

@@ -13,7 +13,7 @@ import torch
 import data
 import parallel
 from config import fail
-from puzzles import arc, csv_format
+from puzzles import arc, arc_score, csv_format
 from report import plot_scaling
 
 
@@ -69,27 +69,31 @@ def run_on_arc(model, test, cfg: dict, steps: int, scored, adaptive: bool = Fals
                autocast=nullcontext()) -> tuple:
     """ARC: every test example (each augmented copy of each test input, with its puzzle id) runs
     `steps` supervision steps from a fresh state; after each step k in `scored` the answers and
-    q_halt are voted into fixed[k] (arc.Votes). With adaptive, halted[k] gets each example's
-    answer at the first step whose halting head says stop (at most k). Returns (fixed, halted,
-    exact: the fraction of test examples exactly right after each step, the cell accuracy after
-    the last). Under torchrun each rank runs every world()-th batch; all get all the votes."""
+    q_halt are voted into fixed[k] (arc_score.Votes). With adaptive, halted[k] gets each example's
+    answer at the first step whose halting head says stop (at most k). Returns exact and wants
+    as run_on_test does, per example and step, the cell accuracy after the last step, fixed and
+    halted. Under torchrun each rank runs every world()-th batch; every rank gets it all."""
     model.eval()
     plan, device = test.plan, cfg["device"]
-    fixed, halted = ({k: arc.Votes(plan) for k in scored} for _ in range(2))
-    exact, cell = torch.zeros(steps, device=device), torch.zeros((), device=device)
+    fixed, halted = ({k: arc_score.Votes(plan) for k in scored} for _ in range(2))
+    exact = torch.zeros(len(test), steps, device=device)
+    wants, cell = torch.zeros_like(exact), torch.zeros((), device=device)
     for b, rows in enumerate(arc.test_batches(plan.splits["test"], cfg["eval_batch_size"])):
         if b % parallel.world() != parallel.rank():
             continue
         inputs, labels, ids = (torch.from_numpy(a).to(device) for a in
                                arc.examples(plan, "test", rows))
-        real = torch.from_numpy(rows >= 0).to(device)  # (B,) not a padding row
+        real = rows >= 0  # (B,) not a padding row
         state, stopped = model.initial_state(len(inputs)), np.zeros(len(rows), bool)
         for k in range(1, steps + 1):
             with autocast:
                 state, logits, q = model(state, inputs, ids)
             right, cells, _ = token_scores(logits, labels)
-            exact[k - 1] += (right & real).sum()
-            stops = model.wants_to_halt(q).cpu().numpy() & ~stopped if adaptive else stopped & False
+            halt = model.wants_to_halt(q)  # (B,)
+            exact[rows[real], k - 1], wants[rows[real], k - 1] = right[real].float(), \
+                halt[real].float()
+            # the examples whose halting head says stop for the first time here
+            stops = halt.cpu().numpy() & real & ~stopped if adaptive else np.zeros_like(real)
             if k in fixed or stops.any():
                 preds, q_halt = logits.argmax(-1).cpu().numpy(), q_halt_of(q).float().cpu().numpy()
                 if k in fixed:
@@ -99,25 +103,26 @@ def run_on_arc(model, test, cfg: dict, steps: int, scored, adaptive: bool = Fals
                 for j in (j for j in scored if j > k):  # these stop here, for every later count
                     halted[j].add(np.where(stops, rows, -1), preds, q_halt)
             stopped = stopped | stops
-        cell += (cells * real).sum()
+        cell += cells[real].sum()
     model.train()
     for votes in (*fixed.values(), *halted.values()):
         pools, votes.pools = parallel.gather_objects(votes.pools), {}
         votes.merge(pools)
-    sums = parallel.sum_over_ranks({"cell": cell, **{str(k): e for k, e in enumerate(exact)}})
-    n = len(test)
-    return fixed, halted, [sums[str(k)].item() / n for k in range(steps)], sums["cell"].item() / n
+    sums = parallel.sum_over_ranks(dict(exact=exact, wants=wants))
+    cell = parallel.sum_over_ranks({"cell": cell})["cell"].item() / len(test)
+    return sums["exact"] > 0, sums["wants"] > 0, cell, fixed, halted
 
 
 def evaluate_arc(model, test, cfg: dict, autocast=nullcontext()) -> dict:
     """ARC (spec arc.md §3): all N_sup steps, the answers voted over the augmented copies;
     pass@K of the final step with both credit rules (TRM: per test input, the paper's number;
-    HRM: all of a task's test inputs), the Kaggle submission, and per-example exact accuracy."""
+    HRM: all of a task's test inputs), the Kaggle submission, and exact accuracy per copy."""
     K = model.max_steps
-    fixed, _, exact, cell = run_on_arc(model, test, cfg, K, [K], autocast=autocast)
+    exact, _, cell, fixed, _ = run_on_arc(model, test, cfg, K, [K], autocast=autocast)
     passes, sub, _ = fixed[K].score()
-    return dict(exact=exact[-1], cell=cell, puzzles=len(test),
-                exact_by_step=[round(a, 4) for a in exact], pass_at=passes, submission=sub)
+    by_step = exact.float().mean(0).tolist()
+    return dict(exact=by_step[-1], cell=cell, puzzles=len(test),
+                exact_by_step=[round(a, 4) for a in by_step], pass_at=passes, submission=sub)
 
 
 def evaluate(model, test, cfg: dict, limit: int = 0, autocast=nullcontext()) -> dict:
@@ -131,6 +136,19 @@ def evaluate(model, test, cfg: dict, limit: int = 0, autocast=nullcontext()) -> 
                 exact_by_step=[round(a, 4) for a in by_step])
 
 
+def eval_line(step: int, result: dict, took: str) -> str:
+    """The log line of an evaluation (report.read_evals reads it back: its score, its time)."""
+    if "pass_at" not in result:
+        return (f"eval {step:6d} | test exact {result['exact']:.4f} | cell {result['cell']:.4f} | "
+                f"{result['puzzles']} puzzles | {took} | exact after each supervision step "
+                f"{result['exact_by_step']}")
+    p = result["pass_at"]  # ARC: the voted answers; pass@2, credit per test input, the paper's
+    return (f"eval {step:6d} | test pass@2 {p['trm'][2]:.4f} | pass@1 {p['trm'][1]:.4f} | "
+            f"{result['puzzles']} copies voted | {took} | pass@K {p['trm']} | all of a task's "
+            f"inputs right: pass@2 {p['hrm'][2]:.4f} | exact per copy after each step "
+            f"{result['exact_by_step']}")
+
+
 def test_time_scaling(model, test, cfg: dict, counts: list, autocast=nullcontext()) -> list:
     """Accuracy vs test-time compute. Every test puzzle runs max(counts) supervision steps (more
     than training's N_sup if asked); from that one pass come two curves:
@@ -138,7 +156,12 @@ def test_time_scaling(model, test, cfg: dict, counts: list, autocast=nullcontext
     adaptive: the answer at the first step whose halting head says stop (at most k): what
     inference with learned halting would return, with its mean number of steps."""
     K = max(counts)
-    exact, wants, _ = run_on_test(model, test, cfg, K, cfg["eval_limit"], autocast)
+    if test.kind == "arc":  # the per-copy answers, and their votes: pass@1 and pass@2
+        exact, wants, _, fixed, halted = run_on_arc(model, test, cfg, K, counts, True, autocast)
+        passes = {("fixed", k): fixed[k].score(ks=(1, 2))[0]["trm"] for k in counts}
+        passes.update({("adaptive", k): halted[k].score(ks=(1, 2))[0]["trm"] for k in counts})
+    else:
+        exact, wants, _ = run_on_test(model, test, cfg, K, cfg["eval_limit"], autocast)
     num = len(exact)
     calls, table = model.net_calls(), []
     step_no = torch.arange(1, K + 1, device=exact.device)
@@ -151,17 +174,23 @@ def test_time_scaling(model, test, cfg: dict, counts: list, autocast=nullcontext
         table.append(dict(mode="adaptive", steps=k, mean_steps=stop.float().mean().item(),
                           net_calls=stop.float().mean().item() * calls,
                           exact=right.float().mean().item(), puzzles=num))
+    if test.kind == "arc":
+        for r in table:
+            r["pass@1"], r["pass@2"] = passes[r["mode"], r["steps"]].values()
     return table
 
 
 def write_scaling(table: list, out: str) -> str:
     """test_time_scaling's table as out/scaling.csv, one row per (mode, step count); its path."""
     path = os.path.join(out, "scaling.csv")
+    passes = [k for k in ("pass@1", "pass@2") if k in table[0]]  # ARC: the voted answers
     with open(path, "w") as f:
-        f.write("mode,steps,mean_steps,net_calls,exact,puzzles\n")
+        f.write(",".join(["mode", "steps", "mean_steps", "net_calls", "exact", *passes,
+                          "puzzles"]) + "\n")
         for r in table:
             f.write(f"{r['mode']},{r['steps']},{r['mean_steps']:.3f},{r['net_calls']:.1f},"
-                    f"{r['exact']:.4f},{r['puzzles']}\n")
+                    f"{r['exact']:.4f}," + "".join(f"{r[k]:.4f}," for k in passes) +
+                    f"{r['puzzles']}\n")
     return path
 
 
@@ -222,7 +251,8 @@ def eval_only(run) -> list:
     for r in table:
         print(f"scaling | {r['mode']:8s} | at most {r['steps']:4d} steps | mean "
               f"{r['mean_steps']:7.2f} steps, {r['net_calls']:8.1f} net calls | test exact "
-              f"{r['exact']:.4f}")
+              f"{r['exact']:.4f}" + (f" | pass@1 {r['pass@1']:.4f} pass@2 {r['pass@2']:.4f}"
+                                     if "pass@2" in r else ""))
     print(f"wrote {path} and scaling.png")
     return table
 

@@ -174,8 +174,7 @@ class HRM(nn.Module):
         # input embedding x: token embedding plus a puzzle-embedding prefix, scaled by sqrt(D)
         self.embed = nn.Embedding(c.vocab_size, D)
         trunc_normal_(self.embed.weight, std=1.0 / math.sqrt(D))
-        # one learned vector per puzzle id, trained by SignSGD in train.py, zero at start. ARC
-        # has ~1M ids: its gradient is sparse, the rows of the batch's ids only (input_embedding)
+        # one learned vector per puzzle id, trained by SignSGD in train.py, zero at start
         # deviation: a parameter with a sparse gradient rather than a buffer with a per-sample
         # copy; the gradient summed per id, which is what the official SignSGD consumes, is the same
         self.puzzle_emb = nn.Parameter(torch.zeros(c.num_puzzle_ids, D))
@@ -216,7 +215,10 @@ class HRM(nn.Module):
         B, P = inputs.shape[0], self.config.puzzle_emb_len
         tokens = self.embed(inputs.long())  # (B, S, D)
         prefix = torch.zeros(B, P, tokens.shape[-1], dtype=tokens.dtype, device=tokens.device)
-        rows = F.embedding(puzzle_ids.long(), self.puzzle_emb, sparse=True)  # (B, D)
+        # ARC's ~1M rows: a sparse gradient, the batch's rows only; Sudoku and Maze share one
+        # row, whose gradient stays a plain dense one
+        rows = F.embedding(puzzle_ids.long(), self.puzzle_emb,
+                           sparse=self.config.num_puzzle_ids > 1)  # (B, D)
         prefix[:, 0] = rows  # (B, P, D), positions 1..P-1 stay zero
         x = torch.cat([prefix, tokens], dim=1)  # (B, L, D), L = P + S
         return math.sqrt(tokens.shape[-1]) * x

@@ -159,6 +159,8 @@ def prepare(cfg: dict):
                     halt_exploration_prob=cfg["halt_explore"], H_cycles=cfg[H], L_cycles=cfg[L],
                     halt_max_steps=cfg[steps])
     spec = data.TASKS[cfg["task"]]
+    # the table's rows are set when the data is loaded (train.model_config): ARC's build has one
+    # per augmented puzzle, which must be the official builder's ids for the rows to line up
     Model, mcfg = model_config(arch, spec["vocab"], spec["grid"][0] * spec["grid"][1],
                                num_puzzle_ids=1)
     cfg.update(model="trm" if Model is trm.TRM else "hrm", net="mlp" if mcfg.mlp_t else "att",

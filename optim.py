@@ -33,8 +33,8 @@ class AdamATan2(torch.optim.Optimizer):
 class SignSGD(torch.optim.Optimizer):
     """w <- w * (1 - lr * wd) - lr * sign(grad) for the puzzle-embedding rows whose ids are in the
     batch, the official sparse update: a row of the batch is decayed even where its gradient is
-    zero, and the rows of other ids are not touched. The gradient is sparse (the model's
-    F.embedding(sparse=True)), so a step costs rows of the batch, not rows of the table."""
+    zero, and the rows of other ids are not touched. With many ids (ARC) the gradient is sparse
+    (the model's F.embedding(sparse=True)), so a step costs rows of the batch, not of the table."""
 
     def __init__(self, params, lr: float, weight_decay: float = 0.0):
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay))
@@ -46,8 +46,11 @@ class SignSGD(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                grad = p.grad.coalesce()  # one row per id in the batch, summed over its samples
-                ids, g = grad.indices()[0], grad.values()  # (U,), (U, D)
+                if p.grad.is_sparse:
+                    grad = p.grad.coalesce()  # one row per id in the batch, summed over its uses
+                    ids, g = grad.indices()[0], grad.values()  # (U,), (U, D)
+                else:  # one shared row (Sudoku, Maze): always in the batch
+                    ids, g = torch.arange(len(p), device=p.device), p.grad
                 p.index_copy_(0, ids, p[ids] * (1 - lr * wd) - lr * g.sign())
 
 

@@ -100,7 +100,8 @@ def gather_sparse(grad: torch.Tensor) -> torch.Tensor:
     most = max(counts)  # all_gather needs equal sizes: pad to the largest, then cut
     ids = torch.cat([ids, ids.new_zeros(most - len(ids))])
     rows = torch.cat([rows, rows.new_zeros(most - len(rows), rows.shape[1])])
-    all_ids, all_rows = [torch.empty_like(ids) for _ in counts], [torch.empty_like(rows) for _ in counts]
+    all_ids = [torch.empty_like(ids) for _ in counts]
+    all_rows = [torch.empty_like(rows) for _ in counts]
     dist.all_gather(all_ids, ids)
     dist.all_gather(all_rows, rows)
     ids = torch.cat([t[:c] for t, c in zip(all_ids, counts)])

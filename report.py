@@ -1,9 +1,13 @@
 """What a run shows a person: times, the progress bar with ETA, the log file and the plots.
 matplotlib is imported inside the plot functions (and draws on a Figure, not pyplot, so a
 notebook's backend stays as it is)."""
+import json
 import os
+import subprocess
 import sys
 import time
+
+import torch
 
 from config import fail
 
@@ -64,6 +68,7 @@ def claim_out(out: str):
              f"to end, or give another --out")
     return log_file
 
+
 def plot_curves(history: list, evals: list, path: str, title: str):
     """Training loss, train accuracy and test exact accuracy against optimiser steps."""
     from matplotlib.figure import Figure
@@ -93,13 +98,15 @@ def plot_scaling(table: list, trained: int, path: str, title: str):
     from matplotlib.figure import Figure
     fig = Figure(figsize=(6.5, 4))
     ax = fig.subplots()
+    metric = "pass@2" if "pass@2" in table[0] else "exact"  # ARC: the voted answers
     for mode, style in (("fixed", "o-"), ("adaptive", "s--")):
         rows = [r for r in table if r["mode"] == mode]
-        ax.plot([r["mean_steps"] for r in rows], [100 * r["exact"] for r in rows], style,
+        ax.plot([r["mean_steps"] for r in rows], [100 * r[metric] for r in rows], style,
                 label={"fixed": "k supervision steps", "adaptive": "halting head, at most k"}[mode])
     ax.axvline(trained, color="gray", lw=0.8, ls=":", label=f"trained with {trained}")
     ax.set(xscale="log", xlabel="supervision steps per puzzle (mean)",
-           ylabel="test exact accuracy (%)", title=title)
+           ylabel="test pass@2 (%)" if metric == "pass@2" else "test exact accuracy (%)",
+           title=title)
     counts = sorted({r["steps"] for r in table})
     ax.set_xticks(counts, [str(k) for k in counts])
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
@@ -109,8 +116,29 @@ def plot_scaling(table: list, trained: int, path: str, title: str):
     fig.savefig(path, dpi=100)
 
 
+def banner(cfg: dict, train, test, device) -> list:
+    """What runs, on what, from which data and commit: the lines train.py prints and writes to
+    log.txt first."""
+    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "unknown"
+    lines = [f"task {cfg['task']} | model {cfg['model']} ({cfg['net']}) | device {device} "
+             f"{cfg['dtype']} | torch {torch.__version__} | git {git}",
+             f"train: {train.source} | sha256 {train.meta['sha256']}",
+             f"test:  {test.source} | sha256 {test.meta['sha256']}",
+             "config: " + json.dumps({k: v for k, v in cfg.items()
+                                      if k not in ("model_config", "data_source")}),
+             f"params: {cfg['params']}"]
+    if train.num_puzzle_ids > 1:  # ARC: one learned embedding row per augmented puzzle
+        lines.append(f"puzzle ids: {train.num_puzzle_ids} (the embedding table, "
+                     f"{train.num_puzzle_ids} x {cfg['hidden']}, is not in params)")
+    if train.generated:
+        lines.insert(1, "!! GENERATED data: not the benchmark; not comparable to the paper")
+    return lines
+
+
 def read_evals(log_path: str) -> list:
-    """(step, minutes since the run started, test exact) of each eval line of a run's log.txt."""
+    """(step, minutes since the run started, test score, its name) of each eval line of a run's
+    log.txt; the score is test exact (ARC: the voted pass@2)."""
     out = []
     with open(log_path) as f:
         for line in f:
@@ -119,7 +147,8 @@ def read_evals(log_path: str) -> list:
                 hours = "h" in fields[4]  # fmt_time's "1h05m" or "4m21s"
                 big, small = map(int, fields[4][:-1].split("h" if hours else "m"))
                 minutes = 60 * big + small if hours else big + small / 60
-                out.append((int(fields[0].split()[1]), minutes, float(fields[1].split()[-1])))
+                *name, value = fields[1].split()
+                out.append((int(fields[0].split()[1]), minutes, float(value), " ".join(name)))
     return out
 
 
@@ -130,13 +159,13 @@ def plot_comparison(runs: dict, path: str, title: str):
     fig = Figure(figsize=(11, 4))
     by_time, by_step = fig.subplots(1, 2)
     for label, log_path in runs.items():
-        steps, minutes, exact = zip(*read_evals(log_path))
-        by_time.plot(minutes, [100 * e for e in exact], "o-", ms=3, label=label)
-        by_step.plot(steps, [100 * e for e in exact], "o-", ms=3, label=label)
-    by_time.set(xlabel="wall time (minutes, evaluations included)", ylabel="test exact (%)")
-    by_step.set(xlabel="optimiser step", ylabel="test exact (%)")
+        steps, minutes, score, names = zip(*read_evals(log_path))
+        by_time.plot(minutes, [100 * e for e in score], "o-", ms=3, label=label)
+        by_step.plot(steps, [100 * e for e in score], "o-", ms=3, label=label)
+    by_time.set(xlabel="wall time (minutes, evaluations included)", ylabel=f"{names[0]} (%)")
+    by_step.set(xlabel="optimiser step", ylabel=f"{names[0]} (%)")
     for ax in (by_time, by_step):
-        ax.set_ylim(0, 100)
+        ax.set_ylim(0, max(100 * max(score) * 1.2, 1) if "pass" in names[0] else 100)
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right")
     fig.suptitle(title)

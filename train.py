@@ -12,6 +12,9 @@ The papers' recipes, one GPU (data downloaded from Hugging Face, or read from --
     python train.py --model trm --task maze              # TRM-Att, Maze-Hard (paper: 85.3%)
     python train.py --model hrm --task sudoku            # HRM, Sudoku-Extreme (paper: 55.0%)
     python train.py --model hrm --task maze              # HRM, Maze-Hard (paper: 74.5%)
+    python train.py --model trm --task arc1              # TRM-Att, ARC-AGI-1 (paper: 44.6% pass@2)
+    python train.py --model hrm --task arc1              # HRM, ARC-AGI-1 (paper: 40.3% pass@2)
+    python train.py --task arc-mini                      # Mini-ARC's 5x5 tasks, on a CPU
 Other modes:
     python train.py --task sudoku --dry-run              # build data and model, print config
     python train.py --task sudoku --bench 20             # time 20 optimiser steps
@@ -26,7 +29,6 @@ import copy
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 from contextlib import nullcontext
@@ -40,10 +42,10 @@ import official
 import parallel
 from bench import bench
 from config import RECURSION, fail, read_checkpoint, resolve_config
-from evaluate import eval_only, evaluate, solve_mode, token_scores
+from evaluate import eval_line, eval_only, evaluate, solve_mode, token_scores
 from hrm import HRM, HRMConfig
 from optim import AdamATan2, SignSGD, ema_update
-from report import Progress, claim_out, fmt_time, plot_curves
+from report import Progress, banner, claim_out, fmt_time, plot_curves
 from trm import TRM, TRMConfig
 
 MODELS = {"trm": (TRM, TRMConfig), "hrm": (HRM, HRMConfig)}
@@ -203,26 +205,37 @@ def new_carry(model, train, B: int, device) -> dict:
                 puzzle_ids=torch.zeros(B, dtype=torch.long, device=device))
 
 
-def build_run(cfg: dict, device, autocast, train, test, log_file) -> Run:
-    """The model, its EMA copy, the two optimisers and an empty carry."""
+def model_config(cfg: dict, train) -> tuple:
+    """(model class, its config) for the run: from the flags and the training set, or with
+    --official from the checkpoint's all_config.yaml (official.prepare)."""
     # both models offer one interface: model(state, inputs, puzzle_ids) -> (state, logits, q),
     # initial_state, reset_state, halt, halt_loss, max_steps, num_params, puzzle_emb (README)
     Model, Config = MODELS[cfg["model"]]
-    mcfg = Config(**cfg["model_config"]) if cfg.get("official") else \
-        Config(vocab_size=train.vocab_size, seq_len=train.seq_len,
-               num_puzzle_ids=train.num_puzzle_ids,
-               hidden_size=cfg["hidden"], num_heads=cfg["heads"], num_layers=cfg["layers"],
-               mlp_t=cfg["net"] == "mlp", puzzle_emb_len=cfg["prefix_len"],
-               halt_exploration_prob=cfg["halt_explore"],
-               **{k: cfg[k] for k in RECURSION[cfg["model"]]})
+    if cfg.get("official"):  # the table's rows are the task's puzzle ids (ARC: the build's)
+        return Model, Config(**{**cfg["model_config"], "num_puzzle_ids": train.num_puzzle_ids})
+    return Model, Config(vocab_size=train.vocab_size, seq_len=train.seq_len,
+                         num_puzzle_ids=train.num_puzzle_ids, hidden_size=cfg["hidden"],
+                         num_heads=cfg["heads"], num_layers=cfg["layers"],
+                         mlp_t=cfg["net"] == "mlp", puzzle_emb_len=cfg["prefix_len"],
+                         halt_exploration_prob=cfg["halt_explore"],
+                         **{k: cfg[k] for k in RECURSION[cfg["model"]]})
+
+
+def ema_copy(model):
+    """The model's EMA copy (optim.ema_update), sharing its puzzle-embedding table (~1M rows for
+    ARC) instead of copying it."""
+    return copy.deepcopy(model, memo={id(model.puzzle_emb): model.puzzle_emb})
+
+
+def build_run(cfg: dict, device, autocast, train, test, log_file) -> Run:
+    """The model, its EMA copy, the two optimisers and an empty carry."""
+    Model, mcfg = model_config(cfg, train)
     model = Model(mcfg).to(device)
     parallel.same_weights(model)
     if parallel.rank() > 0:  # from here on random draws (halting exploration) differ by rank
         torch.manual_seed(cfg["seed"] + parallel.rank())
     cfg["model_config"], cfg["params"] = asdict(mcfg), model.num_params()
-    # the EMA copy shares the puzzle-embedding table (~1M rows for ARC) instead of copying it
-    table = {id(model.puzzle_emb): model.puzzle_emb}
-    ema_model = copy.deepcopy(model, memo=table) if cfg["ema"] else model
+    ema_model = ema_copy(model) if cfg["ema"] else model
     opt = AdamATan2([p for name, p in model.named_parameters() if name != "puzzle_emb"],
                     lr=cfg["lr"], betas=(0.9, 0.95), weight_decay=cfg["weight_decay"])
     emb_opt = SignSGD([model.puzzle_emb], lr=cfg["emb_lr"], weight_decay=cfg["emb_weight_decay"])
@@ -233,28 +246,6 @@ def build_run(cfg: dict, device, autocast, train, test, log_file) -> Run:
     B = cfg["batch_size"] // parallel.world()  # this rank's slots
     return Run(cfg, device, autocast, train, test, model, ema_model, opt, emb_opt, step_fn,
                eval_fn, carry=new_carry(model, train, B, device), log_file=log_file)
-
-
-def print_banner(run: Run):
-    """What runs, on what, from which data and commit: printed and written to log.txt."""
-    cfg = run.cfg
-    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                         cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "unknown"
-    banner = [f"task {cfg['task']} | model {cfg['model']} ({cfg['net']}) | device {run.device} "
-              f"{cfg['dtype']} | torch {torch.__version__} | git {git}",
-              f"train: {run.train.source} | sha256 {run.train.meta['sha256']}",
-              f"test:  {run.test.source} | sha256 {run.test.meta['sha256']}",
-              "config: " + json.dumps({k: v for k, v in cfg.items()
-                                       if k not in ("model_config", "data_source")}),
-              f"params: {cfg['params']}"]
-    if run.train.num_puzzle_ids > 1:  # ARC: one learned embedding row per augmented puzzle
-        banner.append(f"puzzle ids: {run.train.num_puzzle_ids} (the embedding table, "
-                      f"{run.train.num_puzzle_ids} x {cfg['hidden']}, is not in params)")
-    if run.train.generated:
-        banner.insert(1, "!! GENERATED data: not the benchmark; not comparable to the paper")
-    for line in banner:
-        print(line)
-        run.log_file.write(line + "\n")
 
 
 # -----------------------------------------------------------------------------
@@ -394,17 +385,10 @@ def evaluate_and_save(run: Run, last: bool, progress: Progress):
     result = evaluate(run.eval_fn, run.test, cfg, 0 if last else cfg["eval_limit"], run.autocast)
     submission = result.pop("submission", None)  # ARC: the Kaggle submission.json
     run.evals.append(dict(step=run.step, **result))
+    progress.log(eval_line(run.step, result, fmt_time(time.time() - progress.t0)))
     if submission is not None and parallel.is_main():
         with open(os.path.join(cfg["out"], "submission.json"), "w") as f:
             json.dump(submission, f)
-        p = result["pass_at"]
-        progress.log(f"eval {run.step:6d} | ARC pass@1 {p['trm'][1]:.4f} pass@2 {p['trm'][2]:.4f}"
-                     f" (credit per test input, the paper's) | pass@2 {p['hrm'][2]:.4f} (all of "
-                     f"a task's inputs) | pass@K {p['trm']} | wrote submission.json")
-    progress.log(f"eval {run.step:6d} | test exact {result['exact']:.4f} | cell "
-                 f"{result['cell']:.4f} | {result['puzzles']} puzzles | "
-                 f"{fmt_time(time.time() - progress.t0)} | exact after each supervision step "
-                 f"{result['exact_by_step']}")
     save_checkpoint(run)
     if parallel.is_main():
         title = f"{cfg['model']} on {cfg['task']}" + " (GENERATED data)" * run.train.generated
@@ -448,8 +432,11 @@ def train_loop(run: Run) -> dict:
                        data=cfg["data_source"], device=str(run.device), ranks=cfg["ranks"],
                        **({"pass_at": final["pass_at"]} if "pass_at" in final else {})),
                   f, indent=1)
-    progress.log(f"final | test exact acc {final['exact']:.4f} on {final['puzzles']} puzzles"
-                 f"{' (GENERATED data)' if run.train.generated else ''} | {fmt_time(elapsed)}")
+    score = f"test exact acc {final['exact']:.4f} on {final['puzzles']} puzzles" \
+        if "pass_at" not in final else f"test pass@2 {final['pass_at']['trm'][2]:.4f}, pass@1 " \
+        f"{final['pass_at']['trm'][1]:.4f} (voted over {final['puzzles']} copies)"
+    progress.log(f"final | {score}{' (GENERATED data)' if run.train.generated else ''} | "
+                 f"{fmt_time(elapsed)}")
     return final
 
 
@@ -482,7 +469,9 @@ def main(argv=None):
         with parallel.main_first():  # rank 0 downloads or generates, the others read its cache
             train, test = load_data(cfg, log_file)
         run = build_run(cfg, device, autocast, train, test, log_file)
-        print_banner(run)
+        for line in banner(run.cfg, run.train, run.test, run.device):
+            print(line)
+            log_file.write(line + "\n")
         if cfg["dry_run"]:
             return None
         if cfg["resume"]:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from puzzles import arc, arc_replay
+from puzzles import arc, arc_replay, arc_score
 
 SHARED = Path(__file__).parents[2] / "shared"
 ARC_DIR, MINI_DIR = SHARED / "data" / "arc-agi", SHARED / "data" / "mini-arc"
@@ -35,6 +35,7 @@ def task(name, pairs, tests, subset="hand"):
 # transpose, fliplr(rot90)
 DIHEDRAL = [lambda g: g, np.rot90, lambda g: np.rot90(g, 2), lambda g: np.rot90(g, 3),
             np.fliplr, np.flipud, np.transpose, lambda g: np.fliplr(np.rot90(g))]
+
 
 def reference_build(subsets, test_set, seed, num_aug, canvas):
     """(names, copies per group, train offsets (E, 2), train examples as (inputs, labels)) made
@@ -424,7 +425,7 @@ def g(rows):
 
 def test_vote_counts_then_mean_q():
     a, b, c = g([[1]]), g([[2]]), g([[3, 3]])
-    ranked = arc.vote([a, b, b, c, a, c.copy()], np.array([0.0, 0.0, 0.0, 1.0, 0.0, 3.0]))
+    ranked = arc_score.vote([a, b, b, c, a, c.copy()], np.array([0.0, 0.0, 0.0, 1.0, 0.0, 3.0]))
     # three answers with 2 votes each: mean sigmoid(q) puts c (q 1, 3) first; a and b (q 0, 0)
     # tie exactly and keep the order they came in
     assert [r[0].tolist() for r in ranked] == [[[3, 3]], [[1]], [[2]]]
@@ -432,8 +433,8 @@ def test_vote_counts_then_mean_q():
     sig = lambda x: 1 / (1 + np.exp(-x))
     assert ranked[0][2] == pytest.approx((sig(1.0) + sig(3.0)) / 2)
     assert ranked[1][2] == ranked[2][2] == 0.5
-    assert [r[0].tolist() for r in arc.vote([b, a, b, a], np.zeros(4))] == [[[2]], [[1]]]
-    ranked = arc.vote([b, a, a], np.array([5.0, -5.0, -5.0]))
+    assert [r[0].tolist() for r in arc_score.vote([b, a, b, a], np.zeros(4))] == [[[2]], [[1]]]
+    ranked = arc_score.vote([b, a, a], np.array([5.0, -5.0, -5.0]))
     assert ranked[0][0].tolist() == [[1]] and ranked[0][1] == 2  # votes before q
 
 
@@ -442,14 +443,14 @@ def test_pass_at_k_credit_rules():
     ranked = {"A": [[g([[1]])], [g([[9]]), g([[2, 2]])]],  # A: input 0 right, input 1 wrong
               "B": [[g([[5]]), g([[3]])]],  # B: right at rank 2
               "C": [[]]}  # C: no answers
-    scores = arc.pass_at_k(ranked, truth, ks=(1, 2))
+    scores = arc_score.pass_at_k(ranked, truth, ks=(1, 2))
     assert scores["trm"] == {1: pytest.approx(0.5 / 3), 2: pytest.approx(1.5 / 3)}
     assert scores["hrm"] == {1: 0.0, 2: pytest.approx(1 / 3)}
 
 
 def test_submission_shape():
     ranked = {"A": [[g([[1]]), g([[2]]), g([[3]])], [g([[4, 4]])]], "B": [[]]}
-    sub = arc.submission(ranked)
+    sub = arc_score.submission(ranked)
     assert sub == {"A": [{"attempt_1": [[1]], "attempt_2": [[2]]},
                          {"attempt_1": [[4, 4]], "attempt_2": [[4, 4]]}],
                    "B": [{"attempt_1": [[0]], "attempt_2": [[0]]}]}
@@ -463,7 +464,7 @@ def test_score_inverts_every_copy(small):
     rows = np.arange(len(test.example_pair))
     _, labels, _ = arc.examples(small, "test", rows)
     q = np.zeros(len(rows))
-    scores, sub, ranked = arc.score(small, labels, q, ks=(1, 2))
+    scores, sub, ranked = arc_score.score(small, labels, q, ks=(1, 2))
     assert scores == {"trm": {1: 1.0, 2: 1.0}, "hrm": {1: 1.0, 2: 1.0}}
     names = [small.tasks[gr].name for gr in test.groups]
     assert sorted(sub) == sorted(names)
@@ -475,6 +476,6 @@ def test_score_inverts_every_copy(small):
     puzzle = np.searchsorted(test.puzzle_indices, rows, side="right") - 1
     hit = (small.task_of[test.puzzle_identifiers[puzzle]] == two) & (test.example_pair == 1)
     wrong[hit] = arc.encode(g([[0, 0, 0]]), canvas=5)
-    scores = arc.score(small, wrong, q, ks=(1,))[0]
+    scores = arc_score.score(small, wrong, q, ks=(1,))[0]
     n = len(test.groups)
     assert scores == {"trm": {1: pytest.approx(1 - 0.5 / n)}, "hrm": {1: pytest.approx(1 - 1 / n)}}

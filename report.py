@@ -152,9 +152,10 @@ def read_evals(log_path: str) -> list:
     return out
 
 
-def plot_comparison(runs: dict, path: str, title: str):
+def plot_comparison(runs: dict, path: str, title: str, floors: dict | None = None):
     """Test exact accuracy of several runs ({label: log.txt path}) against wall time and against
-    optimiser steps, side by side: a method can win on one axis and lose on the other."""
+    optimiser steps, side by side: a method can win on one axis and lose on the other. floors:
+    {label: score} drawn as flat lines (a baseline such as copying the input)."""
     from matplotlib.figure import Figure
     fig = Figure(figsize=(11, 4))
     by_time, by_step = fig.subplots(1, 2)
@@ -162,6 +163,9 @@ def plot_comparison(runs: dict, path: str, title: str):
         steps, minutes, score, names = zip(*read_evals(log_path))
         by_time.plot(minutes, [100 * e for e in score], "o-", ms=3, label=label)
         by_step.plot(steps, [100 * e for e in score], "o-", ms=3, label=label)
+    for label, value in (floors or {}).items():
+        for ax in (by_time, by_step):
+            ax.axhline(100 * value, color="gray", ls="--", lw=1, label=label)
     by_time.set(xlabel="wall time (minutes, evaluations included)", ylabel=f"{names[0]} (%)")
     by_step.set(xlabel="optimiser step", ylabel=f"{names[0]} (%)")
     for ax in (by_time, by_step):
@@ -173,7 +177,9 @@ def plot_comparison(runs: dict, path: str, title: str):
     fig.savefig(path, dpi=100)
 
 
-if __name__ == "__main__":  # python report.py OUT=LABEL ... PNG "title": compare runs' evals
+if __name__ == "__main__":  # python report.py OUT=LABEL ... [floor:LABEL=SCORE] PNG "title"
     *named, png, heading = sys.argv[1:]
-    plot_comparison({label: f"{out}/log.txt" for out, label in (n.split("=", 1) for n in named)},
-                    png, heading)
+    pairs = [n.split("=", 1) for n in named]
+    floors = {out[6:]: float(v) for out, v in pairs if out.startswith("floor:")}
+    runs = {label: f"{out}/log.txt" for out, label in pairs if not out.startswith("floor:")}
+    plot_comparison(runs, png, heading, floors)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
+import config
 from puzzles import arc, arc_replay, arc_score
 
 SHARED = Path(__file__).parents[2] / "shared"
@@ -268,6 +269,20 @@ def test_build_statistics_of_the_spec(official):
     assert sum(pairs_per_group) == {"arc1": 3988, "arc2": 5573}[version]
     if version == "arc1":
         assert round(train.mean_puzzle_examples, 4) == 4.1458
+
+
+@needs_shared
+def test_presets_take_the_official_schedule(official):
+    version, plan, _ = official
+    for model in ("trm", "hrm"):
+        preset = config.PRESETS[model][version]
+        for key, epochs in (("steps", 100_000), ("eval_every", 10_000)):
+            assert preset[key] == arc.planned_steps(plan.splits["train"], epochs,
+                                                    preset["batch_size"])
+        assert (preset["lr"], preset["emb_lr"], preset["weight_decay"],
+                preset["emb_weight_decay"], preset["batch_size"]) == (1e-4, 1e-2, 0.1, 0.1, 768)
+    trm = config.PRESETS["trm"][version]
+    assert (trm["net"], trm["n"], trm["T"], trm["ema"]) == ("att", 4, 3, 0.999)
 
 
 @needs_shared

@@ -291,23 +291,7 @@ def test_votes_batch_by_batch_equal_scoring_at_once(tmp_path):
     assert votes.score()[1] == at_once[1]
 
 
-# ---- presets: the official step counts and parameter counts
-
-@needs_shared
-@pytest.mark.parametrize("task", ["arc1", "arc2"])
-def test_presets_take_the_official_schedule(task):
-    plan = arc.build_arc(ARC_DIR, task, offsets=False)
-    train_split = plan.splits["train"]
-    for model in ("trm", "hrm"):
-        preset = config.PRESETS[model][task]
-        assert preset["steps"] == arc.planned_steps(train_split, 100_000, preset["batch_size"])
-        assert preset["eval_every"] == arc.planned_steps(train_split, 10_000,
-                                                         preset["batch_size"])
-        assert (preset["lr"], preset["emb_lr"], preset["weight_decay"],
-                preset["emb_weight_decay"], preset["batch_size"]) == (1e-4, 1e-2, 0.1, 0.1, 768)
-    assert (config.PRESETS["trm"][task]["n"], config.PRESETS["trm"][task]["T"],
-            config.PRESETS["trm"][task]["ema"]) == (4, 3, 0.999)
-
+# ---- presets: the official parameter counts (the step counts: tests/test_arc.py)
 
 @pytest.mark.parametrize("model, params", [("trm", 6829058), ("hrm", 27276290)])
 def test_arc_models_have_the_official_parameter_counts(model, params):

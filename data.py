@@ -186,12 +186,14 @@ def epoch_order(seed: int, epoch: int, num: int) -> torch.Tensor:
     return torch.randperm(num, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
-def get_batch(puzzles, step: int, batch_size: int, seed: int, augmented: bool):
-    """(inputs, labels, puzzle ids) of optimiser step `step`. Sudoku, maze: the next batch_size
-    puzzles of the epochs' permutations, each a fresh random isomorph if augmented, all with
-    puzzle id 0. ARC: the official sampler (arc_batch)."""
+def get_batch(puzzles, step: int, batch_size: int, seed: int, augmented: bool,
+              part: slice = slice(None)):
+    """(inputs, labels, puzzle ids) of slots `part` (under torchrun: this rank's) of the batch of
+    optimiser step `step`. Sudoku, maze: the next batch_size puzzles of the epochs' permutations,
+    each a fresh random isomorph if augmented, all with puzzle id 0. ARC: the official sampler
+    (arc_batch), whose examples are made for `part` only."""
     if puzzles.kind == "arc":
-        return arc_batch(puzzles, step, batch_size, seed)
+        return arc_batch(puzzles, step, batch_size, seed, part)
     B, num = batch_size, len(puzzles)
     first = step * B
     epochs = range(first // num, (first + B - 1) // num + 1)
@@ -203,13 +205,13 @@ def get_batch(puzzles, step: int, batch_size: int, seed: int, augmented: bool):
     if augmented:
         gen = torch.Generator().manual_seed(seed * 1_000_003 + step + 1)
         inputs, labels = augment(puzzles.kind, puzzles.grid, inputs, labels, gen)
-    return inputs, labels, torch.zeros(B, dtype=torch.long)
+    return inputs[part], labels[part], torch.zeros(B, dtype=torch.long)[part]
 
 
 ARC_EPOCHS_PER_ITERATION = 10_000  # the ARC recipe's eval_interval: one sampler iteration
 
 
-def arc_batch(puzzles: ArcSet, step: int, batch_size: int, seed: int):
+def arc_batch(puzzles: ArcSet, step: int, batch_size: int, seed: int, part=slice(None)):
     """ARC's batch of step `step`: the official sampler (arc.train_batches: per epoch every task
     once, in random order, one random augmented copy each, all its examples), iterations of
     10,000 epochs back to back. The stream is read in order; a step out of order (a resumed
@@ -221,7 +223,7 @@ def arc_batch(puzzles: ArcSet, step: int, batch_size: int, seed: int):
         for rows in stream["batches"]:
             stream["next"] += 1
             if stream["next"] == step + 1:
-                x, y, ids = arc.examples(puzzles.plan, "train", rows)
+                x, y, ids = arc.examples(puzzles.plan, "train", rows[part])
                 return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(ids).long()
         stream["iteration"] += 1
         stream["batches"] = arc.train_batches(split, seed, stream["iteration"],

@@ -302,9 +302,9 @@ def load_checkpoint(run: Run, path: str):
 def train_step(run: Run, step: int) -> dict:
     """One optimiser step: every slot of the carry advances by one supervision step."""
     cfg, device = run.cfg, run.device
-    batch = data.get_batch(run.train, step, cfg["batch_size"], cfg["seed"], cfg["augment"])
     mine = parallel.my_slots(cfg["batch_size"])  # under torchrun: this rank's part of the batch
-    batch = [t[mine] for t in batch]  # inputs, labels (B, S), puzzle ids (B,)
+    batch = data.get_batch(run.train, step, cfg["batch_size"], cfg["seed"], cfg["augment"],
+                           mine)  # inputs, labels (B, S), puzzle ids (B,)
     if device.type == "cuda":  # pinned memory: the copy does not wait for the GPU to finish
         batch = [t.pin_memory() for t in batch]
     inputs, labels, ids = (t.to(device, non_blocking=True) for t in batch)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
+sys.path.insert(0, str(Path(__file__).parent))
 import train
 
 ROOT = Path(__file__).parents[1]
@@ -80,6 +81,35 @@ def test_two_ranks_train_as_one_process(tmp_path, model):
     assert text.count("final | test exact") == 1 and text.count("step      6 |") == 1
     assert json.loads((tmp_path / "two" / "results.json").read_text())["ranks"] == 2
     assert (tmp_path / "two" / "curves.png").exists()
+
+
+def test_two_ranks_train_and_score_arc_as_one_process(tmp_path):
+    """ARC: each rank's rows of the puzzle-embedding gradient are gathered (the update touches the
+    ids of the whole batch), and every rank's votes are pooled before scoring."""
+    from test_arc_train import hand_tasks, write_mini
+    folder = write_mini(tmp_path / "tasks", hand_tasks(6))
+    args = ["--task", "arc-mini", "--data-dir", str(folder), "--num-aug", "3", "--hidden", "32",
+            "--heads", "2", "--batch-size", "32", "--grad-accum", "2", "--eval-batch-size", "16",
+            "--log-every", "1", "--halt-explore", "0", "--threads", "1", "--steps", "4",
+            "--eval-every", "4"]
+    train.main(args + ["--out", str(tmp_path / "one")])
+    code, log = torchrun(*args, "--out", str(tmp_path / "two"))
+    assert code == 0, log
+    one, two = checkpoint(tmp_path / "one"), checkpoint(tmp_path / "two")
+    assert_same_run(one, two)
+    touched = [set((c["model"]["puzzle_emb"] != 0).any(-1).nonzero().flatten().tolist())
+               for c in (one, two)]
+    assert touched[0] == touched[1] and len(touched[0]) > 8  # the same rows, of many ids
+    # one checkpoint scored by one process and by two ranks (a barely trained model's votes are
+    # near ties, so the two runs' last-digit differences could reorder them)
+    score = ["--eval-only", "--resume", str(tmp_path / "one" / "ckpt.pt"), "--eval-steps", "1,4",
+             "--threads", "1"]
+    table = train.main(score + ["--out", str(tmp_path / "score1")])
+    code, log = torchrun(*score, "--out", str(tmp_path / "score2"))
+    assert code == 0, log
+    assert (tmp_path / "score1" / "scaling.csv").read_text() == \
+        (tmp_path / "score2" / "scaling.csv").read_text()
+    assert {r["puzzles"] for r in table} == {24} and "pass@2" in table[0]
 
 
 def test_a_resumed_two_rank_run_goes_on_exactly(tmp_path):

@@ -208,7 +208,9 @@ def get_batch(puzzles, step: int, batch_size: int, seed: int, augmented: bool,
     return inputs[part], labels[part], torch.zeros(B, dtype=torch.long)[part]
 
 
-ARC_EPOCHS_PER_ITERATION = 10_000  # the ARC recipe's eval_interval: one sampler iteration
+# deviation: a sampler iteration is always 10,000 epochs, the ARC recipe's eval_interval; the
+# official loader's follows eval_interval (and drops the last partial batch of each)
+ARC_EPOCHS_PER_ITERATION = 10_000
 
 
 def arc_batch(puzzles: ArcSet, step: int, batch_size: int, seed: int, part=slice(None)):
@@ -251,14 +253,15 @@ def download(url, dest, log):
 
 
 def load_task(task: str, data_dir: str | None = None, cache_dir: str = "data", seed: int = 0,
-              log=print, num_aug: int = arc.NUM_AUG) -> tuple:
+              log=print, num_aug: int | None = None) -> tuple:
     """(train, test) PuzzleSets of a task in TASKS (ArcSets for ARC). seed: generator seed or 1k
-    subsample seed; num_aug: ARC's augmented copies per task."""
+    subsample seed; num_aug: ARC's augmented copies per task (None: the official 1000)."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
     spec = TASKS[task]
     if spec["kind"] == "arc":
-        return _arc_task(task, data_dir, cache_dir, num_aug, log)
+        return _arc_task(task, data_dir, cache_dir, arc.NUM_AUG if num_aug is None else num_aug,
+                         log)
     if spec["repo"] is None:
         if data_dir is not None:
             raise ValueError(f"task {task} is always generated; data_dir does not apply")
@@ -378,11 +381,12 @@ def _arc_task(task: str, data_dir, cache_dir, num_aug: int, log) -> tuple:
                     f"put {where} into {folder}/, or give their folder with --data-dir "
                     f"(ARC has no offline generator)") from None
     t0 = time.time()
-    plan = arc.build_mini_arc(folder, num_aug=num_aug, canvas=TASKS[task]["grid"][0]) \
-        if task == "arc-mini" else \
-        arc.build_arc(folder, task, num_aug=num_aug)
-    files = sorted(folder.glob("*.json")) if task == "arc-mini" else \
-        [folder / n for n in _arc_files(task)]
+    if task == "arc-mini":
+        plan = arc.build_mini_arc(folder, num_aug=num_aug, canvas=TASKS[task]["grid"][0])
+        files = sorted(folder.glob("*.json"))
+    else:
+        plan = arc.build_arc(folder, task, num_aug=num_aug)
+        files = [folder / n for n in _arc_files(task)]
     sha = hashlib.sha256(b"".join(hashlib.sha256(f.read_bytes()).digest() for f in files))
     train, test = plan.splits["train"], plan.splits["test"]
     log(f"built {task} from {folder}: {len(plan.tasks):,} tasks, {len(plan.names):,} puzzle ids "

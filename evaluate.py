@@ -56,9 +56,9 @@ def run_on_test(model, test, cfg: dict, steps: int, limit: int = 0, autocast=nul
         for k in range(steps):
             with autocast:
                 state, logits, q = model(state, inputs, ids)
-            exact[rows, k], right, _ = token_scores(logits, labels)
+            exact[rows, k], cells, _ = token_scores(logits, labels)
             wants[rows, k] = model.wants_to_halt(q)
-        cell += right.sum()
+        cell += cells.sum()
     model.train()
     cell = parallel.sum_over_ranks({"cell": cell})["cell"]
     return parallel.gather_rows(exact, num), parallel.gather_rows(wants, num), cell.item() / num
@@ -90,8 +90,8 @@ def run_on_arc(model, test, cfg: dict, steps: int, scored, adaptive: bool = Fals
                 state, logits, q = model(state, inputs, ids)
             right, cells, _ = token_scores(logits, labels)
             halt = model.wants_to_halt(q)  # (B,)
-            exact[rows[real], k - 1], wants[rows[real], k - 1] = right[real].float(), \
-                halt[real].float()
+            exact[rows[real], k - 1] = right[real].float()
+            wants[rows[real], k - 1] = halt[real].float()
             # the examples whose halting head says stop for the first time here
             stops = halt.cpu().numpy() & real & ~stopped if adaptive else np.zeros_like(real)
             if k in fixed or stops.any():

@@ -175,8 +175,9 @@ class HRM(nn.Module):
         self.embed = nn.Embedding(c.vocab_size, D)
         trunc_normal_(self.embed.weight, std=1.0 / math.sqrt(D))
         # one learned vector per puzzle id, trained by SignSGD in train.py, zero at start
-        # deviation: a parameter with a sparse gradient rather than a buffer with a per-sample
-        # copy; the gradient summed per id, which is what the official SignSGD consumes, is the same
+        # deviation: a parameter (its gradient sparse when there are many ids) rather than a
+        # buffer with a per-sample copy; the gradient summed per id, which is what the official
+        # SignSGD consumes, is the same
         self.puzzle_emb = nn.Parameter(torch.zeros(c.num_puzzle_ids, D))
         # the two networks, no weights shared: f_L (fast, sees x) and f_H (slow, sees only z_L)
         self.L_layers = nn.ModuleList(

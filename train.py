@@ -432,9 +432,11 @@ def train_loop(run: Run) -> dict:
                        data=cfg["data_source"], device=str(run.device), ranks=cfg["ranks"],
                        **({"pass_at": final["pass_at"]} if "pass_at" in final else {})),
                   f, indent=1)
-    score = f"test exact acc {final['exact']:.4f} on {final['puzzles']} puzzles" \
-        if "pass_at" not in final else f"test pass@2 {final['pass_at']['trm'][2]:.4f}, pass@1 " \
-        f"{final['pass_at']['trm'][1]:.4f} (voted over {final['puzzles']} copies)"
+    if "pass_at" in final:  # ARC: the voted answers
+        p = final["pass_at"]["trm"]
+        score = f"test pass@2 {p[2]:.4f}, pass@1 {p[1]:.4f} (voted over {final['puzzles']} copies)"
+    else:
+        score = f"test exact acc {final['exact']:.4f} on {final['puzzles']} puzzles"
     progress.log(f"final | {score}{' (GENERATED data)' if run.train.generated else ''} | "
                  f"{fmt_time(elapsed)}")
     return final
@@ -449,8 +451,7 @@ def load_data(cfg: dict, log_file):
 
     try:
         train, test = data.load_task(cfg["task"], data_dir=cfg["data_dir"], seed=cfg["seed"],
-                                     log=log, **({"num_aug": cfg["num_aug"]} if cfg.get("num_aug")
-                                                 is not None else {}))
+                                     log=log, num_aug=cfg.get("num_aug"))
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
     cfg["data_source"] = {"train": train.source, "test": test.source, "generated": train.generated,

@@ -65,7 +65,7 @@ PRESETS = {
         # batch 64 stalled at 82-84% (lr 3e-3) or 73% (lr 1e-3); 128 passed 90% (measured)
         "sudoku6": {**HRM_SMALL, "steps": 1200, "batch_size": 128},
         "maze-small": {**HRM_SMALL, "steps": 4300},
-        # HRM's ARC config is the same recipe (hrm.md), without an EMA as HRM has none
+        # HRM's ARC config is the same recipe (spec arc.md §5), without an EMA: HRM has none
         **{task: {**HRM_PAPER, **ARC, **steps, "ema": 0} for task, steps in ARC_STEPS.items()},
         "arc-mini": {**HRM_SMALL, **ARC_MINI},
     },

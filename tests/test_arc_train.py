@@ -1,7 +1,7 @@
 """ARC in train.py: the tasks (a folder, the cache, a pinned download, one clear error without
 them), batches with their puzzle ids, the loss that ignores PAD labels, the puzzle-embedding table
-at ARC's size, the voting evaluation (fixed and adaptive), the presets, and a tiny model that
-learns Mini-ARC."""
+at ARC's size, the voting evaluation (fixed and adaptive), the parameter counts, and a tiny model
+that learns more than copying on tasks in Mini-ARC's format."""
 import json
 import random
 import socket
@@ -23,12 +23,6 @@ import train
 from puzzles import arc, arc_score
 from trm import TRM, TRMConfig
 
-SHARED = Path(__file__).parents[2] / "shared"
-ARC_DIR, MINI_DIR = SHARED / "data" / "arc-agi", SHARED / "data" / "mini-arc"
-needs_shared = pytest.mark.skipif(
-    not (ARC_DIR.is_dir() and MINI_DIR.is_dir()),
-    reason=f"{SHARED}/data/arc-agi and data/mini-arc not found: the real ARC data is not shared "
-           f"here")
 QUIET = dict(log=lambda *a: None)
 
 

@@ -13,10 +13,11 @@ def _sigmoid(q) -> np.ndarray:
     return 1 / (1 + np.exp(-np.asarray(q, np.float64)))
 
 
-def _count(pool: dict, grid: np.ndarray, q: float):
-    """One more vote for grid in a pool {(shape, bytes): [grid, votes, sum of sigmoid q]}."""
+def _count(pool: dict, grid: np.ndarray, q: float, votes: int = 1):
+    """More votes for grid in a pool {(shape, bytes): [grid, votes, sum of sigmoid q]}: one with
+    its q, or several with their sum of q (another pool's entry)."""
     entry = pool.setdefault((grid.shape, grid.tobytes()), [grid, 0, 0.0])
-    entry[1] += 1
+    entry[1] += votes
     entry[2] += q
 
 
@@ -97,10 +98,7 @@ class Votes:
         for other in pools:
             for key, pool in other.items():
                 for grid, n, total in pool.values():
-                    entry = self.pools.setdefault(key, {}).setdefault(
-                        (grid.shape, grid.tobytes()), [grid, 0, 0.0])
-                    entry[1] += n
-                    entry[2] += total
+                    _count(self.pools.setdefault(key, {}), grid, total, n)
 
     def score(self, ks=KS) -> tuple:
         """(pass_at_k's dict, the Kaggle submission, ranked) over every task of the test split; a

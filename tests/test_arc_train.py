@@ -299,7 +299,7 @@ def test_arc_models_have_the_official_parameter_counts(model, params):
 
 def test_a_tiny_model_learns_more_than_copying_within_a_minute(tmp_path):
     """40 hand-made Mini-ARC-format tasks, each 'mirror the grid left to right' with 6 demos,
-    through the arc-mini task, a TRM with T=1, n=2, N_sup=4: after 400 steps (about 35 s on 2
+    through the arc-mini task, a TRM with T=1, n=2, N_sup=4: after 400 steps (about 40 s on 2
     CPU cores) the voted answers to the 40 unseen test inputs get far more cells right than
     answering with the input (94% against 61%). (On the real Mini-ARC a minute is not enough:
     see the README's results.)"""

@@ -21,7 +21,7 @@ Other modes:
     python train.py --resume out/sudoku6-trm/ckpt.pt     # continue a killed run, same config
     python train.py --eval-only --resume out/sudoku6-trm/ckpt.pt --eval-steps 1,2,4,8,16,32
                                              # test-time scaling: accuracy vs supervision steps
-Several GPUs (the global batch is split over them; see parallel.py):
+Several GPUs (the global batch is split over them; see lib/parallel.py):
     torchrun --nproc-per-node 4 train.py --model trm --task maze
 """
 
@@ -36,16 +36,16 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-import config
+from lib import config
 import data
-import official
-import parallel
-from bench import bench
-from config import RECURSION, fail, read_checkpoint, resolve_config
-from evaluate import eval_line, eval_only, evaluate, solve_mode, token_scores
+from lib import official
+from lib import parallel
+from lib.bench import bench
+from lib.config import RECURSION, fail, read_checkpoint, resolve_config
+from lib.evaluate import eval_line, eval_only, evaluate, solve_mode, token_scores
 from hrm import HRM, HRMConfig
-from optim import AdamATan2, SignSGD, ema_update
-from report import Progress, banner, claim_out, fmt_time, plot_curves
+from lib.optim import AdamATan2, SignSGD, ema_update
+from lib.report import Progress, banner, claim_out, fmt_time, plot_curves
 from trm import TRM, TRMConfig
 
 MODELS = {"trm": (TRM, TRMConfig), "hrm": (HRM, HRMConfig)}
@@ -53,7 +53,7 @@ config.parser.description = __doc__  # --help starts with the usage above
 
 
 # -----------------------------------------------------------------------------
-# the loss (the optimisers are in optim.py)
+# the loss (the optimisers are in lib/optim.py)
 
 def stablemax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy with stablemax instead of softmax (Prieto et al. 2025), in float64 as in the

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-import config
+from lib import config
 from puzzles import arc, arc_replay, arc_score
 
 SHARED = Path(__file__).parents[2] / "shared"

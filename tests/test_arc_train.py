@@ -15,10 +15,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-import config
+from lib import config
 import data
-import evaluate
-import optim
+from lib import evaluate
+from lib import optim
 import train
 from puzzles import arc, arc_score
 from trm import TRM, TRMConfig

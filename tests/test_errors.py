@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import config
+from lib import config
 import data
 import train
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import hrm
-import official
+from lib import official
 import trm
 
 GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden"

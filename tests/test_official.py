@@ -10,8 +10,8 @@ import torch
 import yaml
 
 import data
-import evaluate
-import official
+from lib import evaluate
+from lib import official
 import train
 from test_golden import GOLDEN, MODELS, golden, model_from_golden
 

@@ -7,12 +7,12 @@ import os
 import pytest
 import torch
 
-import bench
-import config
+from lib import bench
+from lib import config
 import data
-import evaluate
-import optim
-import report
+from lib import evaluate
+from lib import optim
+from lib import report
 import train
 from hrm import HRM, HRMConfig
 from puzzles import sudoku

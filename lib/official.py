@@ -20,7 +20,7 @@ import torch
 import data
 import hrm
 import trm
-from config import fail
+from lib.config import fail
 
 # arch fields of all_config.yaml that we read, and those that carry no model choice here
 USED = {"name", "H_cycles", "L_cycles", "H_layers", "L_layers", "hidden_size", "num_heads",

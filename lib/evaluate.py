@@ -11,10 +11,10 @@ import numpy as np
 import torch
 
 import data
-import parallel
-from config import fail
+from lib import parallel
+from lib.config import fail
 from puzzles import arc, arc_score, csv_format
-from report import plot_scaling
+from lib.report import plot_scaling
 
 
 IGNORE = 0  # the official ignore_label_id: PAD labels (ARC's canvas around a grid) carry no loss

@@ -3,8 +3,8 @@ hardware's peak (model FLOP utilisation, MFU), from an analytical FLOP count."""
 import math
 import time
 
-from evaluate import evaluate
-from report import fmt_time
+from lib.evaluate import evaluate
+from lib.report import fmt_time
 
 PEAK_BF16_TFLOPS = {"H100": 989, "H200": 989, "A100": 312}  # dense, per the vendors' data sheets
 

@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from config import fail
+from lib.config import fail
 
 
 def fmt_time(seconds: float) -> str:
@@ -177,7 +177,7 @@ def plot_comparison(runs: dict, path: str, title: str, floors: dict | None = Non
     fig.savefig(path, dpi=100)
 
 
-if __name__ == "__main__":  # python report.py OUT=LABEL ... [floor:LABEL=SCORE] PNG "title"
+if __name__ == "__main__":  # python -m lib.report OUT=LABEL ... [floor:LABEL=SCORE] PNG "title"
     *named, png, heading = sys.argv[1:]
     pairs = [n.split("=", 1) for n in named]
     floors = {out[6:]: float(v) for out, v in pairs if out.startswith("floor:")}

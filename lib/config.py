@@ -8,7 +8,7 @@ import os
 import torch
 
 import data
-import parallel
+from lib import parallel
 from puzzles import csv_format
 
 # -----------------------------------------------------------------------------
@@ -74,7 +74,7 @@ PRESETS = {
 parser = argparse.ArgumentParser(  # train.py sets the description: its usage docstring
     prog="train.py", formatter_class=argparse.RawDescriptionHelpFormatter,
     epilog="Model and optimisation flags left unset take the value of the task's preset (PRESETS "
-           "in config.py), or with --resume the checkpoint's (which may change only how long, "
+           "in lib/config.py), or with --resume the checkpoint's (which may change only how long, "
            "how often, where and on what: RESUME_MAY_CHANGE); the resolved config is printed at "
            "start.")
 arg = parser.add_argument

@@ -23,8 +23,9 @@ SMALL = ["--task", "sudoku4", "--hidden", "32", "--heads", "2", "--batch-size", 
          "16", "--log-every", "1", "--halt-explore", "0", "--threads", "1"]
 # float32 sums in another order (an all-reduce of two halves instead of one backward over the
 # whole batch): the losses and weights agree to this, while a real difference (another batch, a
-# gradient summed instead of averaged) moves them by 1e-3 or more
-RTOL, ATOL = 1e-5, 1e-5
+# gradient summed instead of averaged) moves them by 1e-3 or more. Measured: up to 1.3e-5 in the
+# sixth step's loss on an AVX-512 Intel Xeon (under 1e-5 on an AVX2 AMD EPYC)
+RTOL, ATOL = 5e-5, 1e-5
 
 
 def torchrun(*args, ranks=2):

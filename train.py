@@ -26,26 +26,25 @@ Several GPUs (the global batch is split over them; see lib/parallel.py):
 """
 
 import copy
-import json
 import math
 import os
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import torch
 
-from lib import config
 import data
-from lib import official
-from lib import parallel
-from lib.bench import bench
-from lib.config import RECURSION, fail, read_checkpoint, resolve_config
-from lib.evaluate import eval_line, eval_only, evaluate, solve_mode, token_scores
 from hrm import HRM, HRMConfig
+from lib import checkpoint, config, device as devices, official, parallel
+from lib.bench import bench
+from lib.config import RECURSION, fail, resolve_config
+from lib.evaluate import eval_line, eval_only, evaluate, solve_mode
 from lib.optim import AdamATan2, SignSGD, ema_update
-from lib.report import Progress, banner, claim_out, fmt_time, plot_curves
+from lib.parallel import join_slots, slots
+from lib.report import (Progress, banner, claim_out, fmt_time, plot_curves, write_json,
+                        write_results)
 from trm import TRM, TRMConfig
 
 MODELS = {"trm": (TRM, TRMConfig), "hrm": (HRM, HRMConfig)}
@@ -53,7 +52,7 @@ config.parser.description = __doc__  # --help starts with the usage above
 
 
 # -----------------------------------------------------------------------------
-# the loss (the optimisers are in lib/optim.py)
+# the loss
 
 def stablemax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy with stablemax instead of softmax (Prieto et al. 2025), in float64 as in the
@@ -66,11 +65,67 @@ def stablemax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch
     return torch.log(s.sum(-1)) - torch.log(picked)  # (B, S)
 
 
+def puzzle_losses(model, state, logits, q, inputs, labels, puzzle_ids, steps) -> tuple:
+    """The loss terms of one supervision step, per puzzle (B,): the answer's mean token loss over
+    the labelled cells (PAD labels, ARC's canvas around a grid, carry none), and the halting
+    head's loss (TRM: BCE of "halt" against "my answer is exactly right"; HRM adds its Q-learning
+    continue target, which needs the state, inputs and step counts); and the scores (B,): is the
+    answer exactly right, the fraction of its cells that are."""
+    valid = labels != data.IGNORE  # (B, S)
+    token_loss = stablemax_cross_entropy(logits, labels) * valid  # (B, S)
+    answer_loss = token_loss.sum(-1) / valid.sum(-1).clamp(min=1)  # (B,)
+    exact, cell = data.scores(logits, labels)  # (B,), (B,)
+    halt_loss = model.halt_loss(q, exact, state, inputs, puzzle_ids, steps)  # (B,)
+    return answer_loss, halt_loss, exact, cell
+
+
 # -----------------------------------------------------------------------------
-# one step of deep supervision for every slot of the carry (official training loop, spec trm.md
-# §2.2): halted slots are refilled with the new batch's puzzle (and its puzzle id) at their index
-# and a fresh state, then every slot advances by one supervision step. Pure tensor code, no host
-# syncs: this is the function that --compile compiles.
+# deep supervision, as the TRM paper writes it (Fig. 3): read this first
+
+def paper_loop(model, optimizers: list, inputs, labels, puzzle_ids) -> list:
+    """Train on one batch the way the paper's pseudocode does; returns each step's loss.
+
+        for x_input, y_true in train_dataloader:
+            y, z = y_init, z_init
+            for step in range(N_supervision):
+                (y, z), y_hat, q_hat = deep_recursion(x, y, z)
+                loss = CE(y_hat, y_true) + BCE(q_hat, y_hat == y_true)
+                loss.backward(); opt.step(); opt.zero_grad()
+                if q_hat > 0: break          # early stopping: "my answer is right"
+
+    The state (y, z) goes on from step to step, detached: every supervision step is trained as
+    its own short problem. A puzzle stops when its halting head says so (a batch: each puzzle on
+    its own; the batch ends when all have stopped). train.py trains with supervision_step below,
+    which computes the same losses and gradients (tests/test_train.py checks it) but never waits
+    for a batch's last puzzle."""
+    B = len(inputs)
+    state = model.initial_state(B)  # y, z = y_init, z_init
+    running = torch.ones(B, dtype=torch.bool, device=inputs.device)  # not halted yet
+    losses = []
+    for step in range(1, model.max_steps + 1):
+        state, logits, q = model(state, inputs, puzzle_ids)  # deep_recursion
+        steps = torch.full((B,), step, device=inputs.device)
+        answer, halting, _, _ = puzzle_losses(model, state, logits, q, inputs, labels,
+                                               puzzle_ids, steps)
+        loss = ((answer + 0.5 * halting) * running).sum() / B  # halted puzzles add nothing
+        loss.backward()
+        for opt in optimizers:
+            opt.step()
+            opt.zero_grad()
+        losses.append(loss.item())
+        running = running & ~model.wants_to_halt(q)  # if q_hat > 0: break
+        if not running.any():
+            break
+    return losses
+
+
+# -----------------------------------------------------------------------------
+# deep supervision as the official code runs it: a carry of B batch slots, each holding one
+# puzzle at some supervision step. Every optimiser step advances every slot by one supervision
+# step; a slot whose puzzle halted takes the next batch's puzzle at its index (and its puzzle id)
+# and starts from a fresh state. For the slots of a puzzle this is exactly paper_loop, but no
+# slot waits for the slowest puzzle of its batch. Pure tensor code, no host syncs: this is the
+# function that --compile compiles.
 
 def supervision_step(model, carry: dict, inputs, labels, puzzle_ids):
     h = carry["halted"]  # (B,)
@@ -80,19 +135,13 @@ def supervision_step(model, carry: dict, inputs, labels, puzzle_ids):
     labels = torch.where(h[:, None], labels, carry["labels"])  # (B, S)
     puzzle_ids = torch.where(h, puzzle_ids, carry["puzzle_ids"])  # (B,) each keeps its own
 
-    state, logits, q = model(state, inputs, puzzle_ids)
+    state, logits, q = model(state, inputs, puzzle_ids)  # forward: one supervision step
     steps = steps + 1
-    halted = model.halt(q, steps)
-
-    # loss: per-puzzle mean of the token losses, plus 0.5 * the halting head's loss (TRM: BCE of
-    # "halt" against "my answer is exactly right"; HRM adds its Q-learning continue target),
+    answer, halting, exact, cell = puzzle_losses(model, state, logits, q, inputs, labels,
+                                                 puzzle_ids, steps)
     # averaged over all slots (official: summed, then divided by the global batch)
-    # (PAD labels, ARC's canvas around a grid, carry no loss and no score: token_scores)
-    exact, cell, valid = token_scores(logits, labels)  # (B,), (B,), (B, S)
-    token_loss = stablemax_cross_entropy(logits, labels) * valid  # (B, S)
-    lm_loss = token_loss.sum(-1) / valid.sum(-1).clamp(min=1)  # (B,)
-    halt_loss = model.halt_loss(q, exact, state, inputs, puzzle_ids, steps)  # (B,)
-    loss = (lm_loss.sum() + 0.5 * halt_loss.sum()) / len(inputs)
+    loss = (answer.sum() + 0.5 * halting.sum()) / len(inputs)
+    halted = model.halt(q, steps)
 
     # metrics of the puzzles that finished at this step (summed; divided at log time)
     done = halted.float()
@@ -103,17 +152,76 @@ def supervision_step(model, carry: dict, inputs, labels, puzzle_ids):
     return carry, loss, metrics
 
 
-def slots(carry: dict, part: slice) -> dict:
-    """The carry of the slots in `part` (views, no copies)."""
-    return {k: tuple(t[part] for t in v) if isinstance(v, tuple) else v[part]
-            for k, v in carry.items()}
+def new_carry(model, train, B: int, device) -> dict:
+    """B empty slots (all halted), so that the first step fills every one from its batch."""
+    return dict(state=model.initial_state(B),
+                steps=torch.zeros(B, dtype=torch.long, device=device),
+                halted=torch.ones(B, dtype=torch.bool, device=device),
+                inputs=torch.zeros(B, train.seq_len, dtype=torch.uint8, device=device),
+                labels=torch.zeros(B, train.seq_len, dtype=torch.uint8, device=device),
+                puzzle_ids=torch.zeros(B, dtype=torch.long, device=device))
 
 
-def join_slots(carries: list) -> dict:
-    """Concatenate the carries of consecutive slot ranges back into one."""
-    return {k: tuple(map(torch.cat, zip(*(c[k] for c in carries))))
-            if isinstance(carries[0][k], tuple) else torch.cat([c[k] for c in carries])
-            for k in carries[0]}
+# -----------------------------------------------------------------------------
+# one optimiser step
+
+def train_step(run, step: int) -> dict:
+    """One optimiser step: every slot of the carry advances by one supervision step."""
+    inputs, labels, puzzle_ids = batch_on_device(run, step)  # (B, S), (B, S), (B,)
+    set_learning_rate(run, step)
+    K = run.cfg["grad_accum"]  # 1 unless the batch runs in K micro-batches (less memory)
+    carries, metrics = [], []
+    for part in micro_batches(len(inputs), K):
+        with run.autocast, out_of_memory_hint(run.device, len(inputs) // K, K):
+            carry, loss, m = run.step_fn(run.model, slots(run.carry, part), inputs[part],
+                                         labels[part], puzzle_ids[part])  # forward and loss
+            (loss / K).backward()  # backward: the micro-batches' gradients add up
+        carries.append(carry)
+        metrics.append(m)
+    run.carry = join_slots(carries)
+    parallel.average_gradients(run.model)  # under torchrun: every rank takes the same step
+    for opt in (run.opt, run.emb_opt):
+        opt.step()  # the optimiser step
+        opt.zero_grad(set_to_none=True)
+    if run.cfg["ema"]:
+        ema_update(run.ema_model, run.model, run.cfg["ema"])
+    # sums over the slots, but the loss is a mean: average it over the micro-batches
+    return {k: sum(m[k] for m in metrics) / (K if k == "loss" else 1) for k in metrics[0]}
+
+
+# the helpers a reader of one step may skip
+
+def batch_on_device(run, step: int) -> list:
+    """This rank's slots of step `step`'s batch (all of them, but under torchrun), on the device;
+    on CUDA through pinned memory, so that the copy does not wait for the GPU."""
+    mine = parallel.my_slots(run.cfg["batch_size"])
+    batch = run.train.batch(step, run.cfg["batch_size"], run.cfg["seed"], run.cfg["augment"],
+                            mine)
+    if run.device.type == "cuda":
+        batch = [t.pin_memory() for t in batch]
+    return [t.to(run.device, non_blocking=True) for t in batch]
+
+
+def set_learning_rate(run, step: int):
+    """Linear warmup from step 1, then constant (official lr_min_ratio = 1)."""
+    scale = min(1.0, (step + 1) / run.cfg["warmup"])
+    run.opt.param_groups[0]["lr"] = run.cfg["lr"] * scale
+    run.emb_opt.param_groups[0]["lr"] = run.cfg["emb_lr"] * scale
+
+
+def micro_batches(B: int, K: int) -> list:
+    """--grad-accum K: the B slots as K consecutive slices, each its own slice of the carry."""
+    return [slice(k * B // K, (k + 1) * B // K) for k in range(K)]
+
+
+@contextmanager
+def out_of_memory_hint(device, slots_per_part: int, K: int):
+    """Turn running out of device memory into one line that says what to do."""
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        sys.exit(f"out of {device.type} memory with {slots_per_part} slots per micro-batch: run "
+                 f"with --grad-accum {2 * K} (the same training, in smaller pieces)")
 
 
 # -----------------------------------------------------------------------------
@@ -137,72 +245,6 @@ class Run:
     step: int = 0  # optimiser steps done
     history: list = field(default_factory=list)  # one dict per log line
     evals: list = field(default_factory=list)  # one dict per evaluation
-
-
-def check_device(device: str | None):
-    """None (the first available) or a device this machine has: cpu, cuda[:i], mps."""
-    if device is None:
-        return
-    kind, _, index = device.partition(":")
-    if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()):
-        fail(f"--device {device!r} is not one of cpu, cuda, cuda:N, mps")
-    if kind == "cuda" and not torch.cuda.is_available():
-        fail(f"--device {device}: this machine has no CUDA GPU that torch {torch.__version__} can "
-             f"use; leave --device out (or say cpu)")
-    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
-        fail(f"--device {device}: there are only {torch.cuda.device_count()} CUDA devices")
-    if kind == "mps" and not torch.backends.mps.is_available():
-        fail("--device mps: this machine has no Apple GPU that torch can use; leave --device out")
-
-
-def device_probes(device) -> dict:
-    """What --bench asks of the device: wait for it, reset and read its peak memory, its name."""
-    if device.type == "cuda":
-        gib = lambda: torch.cuda.max_memory_allocated() / 2**30
-        return dict(sync=torch.cuda.synchronize, reset=torch.cuda.reset_peak_memory_stats,
-                    memory=lambda: f"peak memory {gib():.2f} GiB",
-                    name=torch.cuda.get_device_name(device))
-    import resource  # Unix only: the whole process's peak resident memory (Linux: KiB)
-    rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    return dict(sync=lambda: None, reset=lambda: None, memory=lambda: f"peak RSS {rss():.2f} GiB",
-                name="")
-
-
-def setup_device(cfg: dict):
-    """Threads, device (under torchrun: this rank's GPU), compute dtype and the seed; returns
-    (device, autocast context)."""
-    check_device(cfg["device"])
-    if cfg["threads"]:
-        torch.set_num_threads(cfg["threads"])
-    cfg["device"] = cfg["device"] or ("cuda" if torch.cuda.is_available() else
-                                      "mps" if torch.backends.mps.is_available() else "cpu")
-    local = parallel.start("nccl" if cfg["device"].startswith("cuda") else "gloo")
-    cfg["ranks"] = parallel.world()
-    if cfg["ranks"] > 1 and cfg["device"].startswith("cuda"):
-        cfg["device"] = f"cuda:{local}"
-        torch.cuda.set_device(local)
-    device = torch.device(cfg["device"])
-    cfg["dtype"] = cfg["dtype"] or ("bf16" if device.type == "cuda" else "fp32")
-    # deviation: bf16 through autocast (fp32 master weights, matmuls in bf16) rather than casting
-    # every weight and activation to bf16 by hand as the official code does
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg["dtype"] == "bf16" \
-        else nullcontext()
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-    torch.manual_seed(cfg["seed"])  # the same on every rank: the same initial weights
-    return device, autocast
-
-
-def new_carry(model, train, B: int, device) -> dict:
-    """The carry (official training loop, spec trm.md §2.2): B slots, each holding one puzzle at
-    some supervision step. Every optimiser step advances every slot by one supervision step; slots
-    whose puzzle halted are refilled from the next batch. All slots start empty (halted)."""
-    return dict(state=model.initial_state(B),
-                steps=torch.zeros(B, dtype=torch.long, device=device),
-                halted=torch.ones(B, dtype=torch.bool, device=device),
-                inputs=torch.zeros(B, train.seq_len, dtype=torch.uint8, device=device),
-                labels=torch.zeros(B, train.seq_len, dtype=torch.uint8, device=device),
-                puzzle_ids=torch.zeros(B, dtype=torch.long, device=device))
 
 
 def model_config(cfg: dict, train) -> tuple:
@@ -249,97 +291,7 @@ def build_run(cfg: dict, device, autocast, train, test, log_file) -> Run:
 
 
 # -----------------------------------------------------------------------------
-# checkpoints: everything needed to go on as if never stopped
-
-def save_checkpoint(run: Run):
-    """Called on every rank: the whole carry and each rank's random state go to rank 0, which
-    writes the file."""
-    carry = parallel.gather_slots(run.carry)
-    rng = parallel.gather_objects(dict(
-        cpu=torch.get_rng_state(),
-        cuda=torch.cuda.get_rng_state() if run.device.type == "cuda" else None))
-    if not parallel.is_main():
-        return
-    # the EMA weights without the puzzle-embedding table, which both models share: it is saved
-    # once, with the model (ARC: 1.8-2.5 GB)
-    ema = {k: v for k, v in run.ema_model.state_dict().items() if k != "puzzle_emb"}
-    ckpt = dict(model=run.model.state_dict(), ema=ema,
-                opt=run.opt.state_dict(), emb_opt=run.emb_opt.state_dict(), config=run.cfg,
-                step=run.step, carry=carry, rng=rng, history=run.history, evals=run.evals,
-                generated=run.train.generated)
-    # write to a temporary file and rename: a crash mid-write never leaves a broken checkpoint
-    path = os.path.join(run.cfg["out"], "ckpt.pt")
-    torch.save(ckpt, path + ".tmp")
-    os.replace(path + ".tmp", path)
-
-
-def ema_weights(ckpt: dict) -> dict:
-    """The evaluated (EMA) weights of a checkpoint, as a full state dict: the puzzle-embedding
-    table, which the EMA model shares, is stored once, with the model's weights."""
-    return {"puzzle_emb": ckpt["model"]["puzzle_emb"], **ckpt["ema"]}
-
-
-def load_checkpoint(run: Run, path: str):
-    ckpt = read_checkpoint(path, map_location=run.device)
-    run.model.load_state_dict(ckpt["model"])
-    run.ema_model.load_state_dict(ema_weights(ckpt))
-    run.opt.load_state_dict(ckpt["opt"])
-    run.emb_opt.load_state_dict(ckpt["emb_opt"])
-    run.step, run.history, run.evals = ckpt["step"], ckpt["history"], ckpt["evals"]
-    print(f"resumed from {path} at step {run.step}")
-    if run.cfg["eval_only"]:  # evaluation starts from fresh states: any number of ranks will do
-        return
-    run.carry = slots(ckpt["carry"], parallel.my_slots(run.cfg["batch_size"]))
-    rng = ckpt["rng"][parallel.rank()]  # config.resumed made sure the rank count is the same
-    torch.set_rng_state(rng["cpu"])
-    if run.device.type == "cuda" and rng["cuda"] is not None:
-        torch.cuda.set_rng_state(rng["cuda"])
-
-
-# -----------------------------------------------------------------------------
 # training
-
-def train_step(run: Run, step: int) -> dict:
-    """One optimiser step: every slot of the carry advances by one supervision step."""
-    cfg, device = run.cfg, run.device
-    mine = parallel.my_slots(cfg["batch_size"])  # under torchrun: this rank's part of the batch
-    batch = data.get_batch(run.train, step, cfg["batch_size"], cfg["seed"], cfg["augment"],
-                           mine)  # inputs, labels (B, S), puzzle ids (B,)
-    if device.type == "cuda":  # pinned memory: the copy does not wait for the GPU to finish
-        batch = [t.pin_memory() for t in batch]
-    inputs, labels, ids = (t.to(device, non_blocking=True) for t in batch)
-    B = mine.stop - mine.start
-    # learning rate: linear warmup from step 1, then constant (official lr_min_ratio = 1)
-    scale = min(1.0, (step + 1) / cfg["warmup"])
-    run.opt.param_groups[0]["lr"] = cfg["lr"] * scale
-    run.emb_opt.param_groups[0]["lr"] = cfg["emb_lr"] * scale
-    # --grad-accum K: the B slots run as K micro-batches of B/K slots (each its own slice of the
-    # carry), and their gradients add up to that of the whole batch
-    K = cfg["grad_accum"]
-    news, metrics = [], {}
-    for part in (slice(k * B // K, (k + 1) * B // K) for k in range(K)):
-        try:
-            with run.autocast:
-                new, loss, m = run.step_fn(run.model, slots(run.carry, part), inputs[part],
-                                           labels[part], ids[part])
-            (loss / K).backward()
-        except torch.OutOfMemoryError:
-            sys.exit(f"out of {device.type} memory with {B // K} slots per micro-batch: run "
-                     f"with --grad-accum {2 * K} (the same training, in smaller pieces)")
-        news.append(new)
-        # sums over the slots, but the loss is a mean: average it over the micro-batches
-        metrics = {name: metrics.get(name, 0) + (value / K if name == "loss" else value)
-                   for name, value in m.items()}
-    run.carry.update(news[0] if K == 1 else join_slots(news))
-    parallel.average_gradients(run.model)  # every rank then takes the same step
-    for opt in (run.opt, run.emb_opt):
-        opt.step()
-    for opt in (run.opt, run.emb_opt):
-        opt.zero_grad(set_to_none=True)
-    if cfg["ema"]:
-        ema_update(run.ema_model, run.model, cfg["ema"])
-    return metrics
-
 
 def all_finite(module) -> bool:
     return all(torch.isfinite(t).all() for t in module.state_dict().values()
@@ -383,13 +335,12 @@ def evaluate_and_save(run: Run, last: bool, progress: Progress):
     if not (all_finite(run.model) and all_finite(run.ema_model)):  # the loss was checked before
         stop_not_finite(run, progress, "the weights after the last optimiser step are not finite")
     result = evaluate(run.eval_fn, run.test, cfg, 0 if last else cfg["eval_limit"], run.autocast)
-    submission = result.pop("submission", None)  # ARC: the Kaggle submission.json
+    files = result.pop("files", {})  # what a task writes at each evaluation (ARC: submission.json)
     run.evals.append(dict(step=run.step, **result))
     progress.log(eval_line(run.step, result, fmt_time(time.time() - progress.t0)))
-    if submission is not None and parallel.is_main():
-        with open(os.path.join(cfg["out"], "submission.json"), "w") as f:
-            json.dump(submission, f)
-    save_checkpoint(run)
+    if parallel.is_main():
+        write_json(cfg["out"], files)
+    checkpoint.save(run)
     if parallel.is_main():
         title = f"{cfg['model']} on {cfg['task']}" + " (GENERATED data)" * run.train.generated
         plot_curves(run.history, run.evals, os.path.join(cfg["out"], "curves.png"), title)
@@ -424,21 +375,7 @@ def train_loop(run: Run) -> dict:
     final, elapsed = run.evals[-1], time.time() - progress.t0
     if not parallel.is_main():
         return final
-    with open(os.path.join(cfg["out"], "results.json"), "w") as f:
-        json.dump(dict(task=cfg["task"], model=cfg["model"], params=cfg["params"],
-                       step=final["step"], test_exact=final["exact"], test_cell=final["cell"],
-                       puzzles=final["puzzles"], exact_by_step=final["exact_by_step"],
-                       wall_s=round(elapsed), generated=run.train.generated,
-                       data=cfg["data_source"], device=str(run.device), ranks=cfg["ranks"],
-                       **({"pass_at": final["pass_at"]} if "pass_at" in final else {})),
-                  f, indent=1)
-    if "pass_at" in final:  # ARC: the voted answers
-        p = final["pass_at"]["trm"]
-        score = f"test pass@2 {p[2]:.4f}, pass@1 {p[1]:.4f} (voted over {final['puzzles']} copies)"
-    else:
-        score = f"test exact acc {final['exact']:.4f} on {final['puzzles']} puzzles"
-    progress.log(f"final | {score}{' (GENERATED data)' if run.train.generated else ''} | "
-                 f"{fmt_time(elapsed)}")
+    progress.log(write_results(run, final, elapsed))
     return final
 
 
@@ -463,7 +400,7 @@ def main(argv=None):
     cfg = resolve_config(argv)
     if cfg.get("official"):
         official.prepare(cfg)
-    device, autocast = setup_device(cfg)
+    device, autocast = devices.setup(cfg)
     if not parallel.is_main():  # under torchrun rank 0 speaks for all and writes every file
         sys.stdout = open(os.devnull, "w")
     with claim_out(cfg["out"]) if parallel.is_main() else open(os.devnull, "w") as log_file:
@@ -476,7 +413,7 @@ def main(argv=None):
         if cfg["dry_run"]:
             return None
         if cfg["resume"]:
-            load_checkpoint(run, cfg["resume"])
+            checkpoint.load(run, cfg["resume"])
         if cfg.get("official"):
             official.load_weights(run.model, cfg["official_file"])
             run.step = cfg["official_step"]
@@ -485,7 +422,7 @@ def main(argv=None):
         if cfg["eval_only"]:
             return eval_only(run)
         if cfg["bench"]:
-            return bench(run, train_step, device_probes(device))
+            return bench(run, train_step, devices.probes(device))
         return train_loop(run)
 
 

@@ -32,7 +32,7 @@ def peak_flops(gpu_name: str) -> float | None:
 def bench(run, train_step, probes: dict):
     """Time run.cfg["bench"] optimiser steps (train_step(run, step)) after 3 warm-up steps (and
     compilation), then evaluation throughput; print both. probes: what the device is asked (sync,
-    reset, memory, name: train.py's device_probes, where the device-specific calls live)."""
+    reset, memory, name: lib/device.py's probes, where the device-specific calls live)."""
     cfg, model, sync = run.cfg, run.model, probes["sync"]
     for step in range(3):
         train_step(run, step)
@@ -50,8 +50,10 @@ def bench(run, train_step, probes: dict):
           f"{1000 * dt:.1f} ms/step | {flops / 1e12:.1f} TFLOP/step, {flops / dt / 1e12:.1f} "
           f"TFLOP/s, {mfu} | {probes['memory']()} | projected {cfg['steps']} steps: "
           f"{fmt_time(dt * cfg['steps'])}")
-    if run.test.kind == "arc":  # a vote needs every copy: there is no cheap partial evaluation
-        print(f"bench | eval | not timed for ARC: an evaluation runs all {len(run.test)} test "
+    if run.test.votes([model.max_steps]) is not None:  # ARC: a vote needs every copy, so there
+        # is no cheap partial evaluation
+        print(f"bench | eval | not timed for {run.cfg['task']}: an evaluation runs all "
+              f"{len(run.test)} test "
               f"copies x {model.max_steps} steps, about {len(run.test) * model.max_steps / B:.0f}"
               f" forward passes of a batch of {B}")
         return

@@ -7,27 +7,13 @@ import math
 import os
 from contextlib import nullcontext
 
-import numpy as np
 import torch
 
 import data
 from lib import parallel
 from lib.config import fail
-from puzzles import arc, arc_score, csv_format
+from puzzles import csv_format
 from lib.report import plot_scaling
-
-
-IGNORE = 0  # the official ignore_label_id: PAD labels (ARC's canvas around a grid) carry no loss
-# and no score. Sudoku and maze labels never hold it: every one of their cells counts.
-
-
-def token_scores(logits: torch.Tensor, labels: torch.Tensor) -> tuple:
-    """Per puzzle (B,): whether every labelled cell is right, and the accuracy over labelled
-    cells; and the (B, S) mask of labelled cells."""
-    valid = labels != IGNORE  # (B, S)
-    right = (logits.argmax(-1) == labels) & valid  # (B, S)
-    count = valid.sum(-1)  # (B,)
-    return right.sum(-1) == count, right.sum(-1) / count.clamp(min=1), valid
 
 
 def q_halt_of(q: torch.Tensor) -> torch.Tensor:
@@ -35,105 +21,51 @@ def q_halt_of(q: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def run_on_test(model, test, cfg: dict, steps: int, limit: int = 0, autocast=nullcontext()):
-    """The first `limit` test puzzles (0 = all), each run for `steps` supervision steps. Returns,
-    per puzzle and step, whether its answer is exactly right and whether the halting head wants to
-    stop ((num, steps) bools, kept on the device: no host sync per step), and the cell accuracy
-    after the last step. Under torchrun each rank runs its share and every rank gets them all."""
+def run_on_test(model, test, cfg: dict, steps: int, limit: int = 0, votes=None,
+                autocast=nullcontext()):
+    """The first `limit` test examples (0 = all; a task that votes, ARC, always runs all), each
+    for `steps` supervision steps from a fresh state. Returns, per example and step, whether its
+    answer is exactly right and whether the halting head wants to stop ((num, steps) bools, kept
+    on the device: no host sync per step), and the cell accuracy after the last step. `votes`
+    (the task's, test.votes) receives every step's answers. Under torchrun each rank runs every
+    world()-th batch, and every rank gets the whole result."""
     model.eval()
-    num = min(limit or len(test.inputs), len(test.inputs))
-    mine = parallel.my_rows(num)
-    exact = torch.zeros(len(mine), steps, dtype=torch.bool, device=cfg["device"])
-    wants = torch.zeros(len(mine), steps, dtype=torch.bool, device=cfg["device"])
-    cell = torch.zeros((), device=cfg["device"])
-    for start in range(0, len(mine), cfg["eval_batch_size"]):
-        rows = slice(start, min(len(mine), start + cfg["eval_batch_size"]))
-        puzzles = slice(mine.start + rows.start, mine.start + rows.stop)
-        inputs = test.inputs[puzzles].to(cfg["device"])
-        labels = test.labels[puzzles].to(cfg["device"])
-        ids = torch.zeros(len(inputs), dtype=torch.long, device=cfg["device"])
-        state = model.initial_state(len(inputs))
-        for k in range(steps):
-            with autocast:
-                state, logits, q = model(state, inputs, ids)
-            exact[rows, k], cells, _ = token_scores(logits, labels)
-            wants[rows, k] = model.wants_to_halt(q)
-        cell += cells.sum()
-    model.train()
-    cell = parallel.sum_over_ranks({"cell": cell})["cell"]
-    return parallel.gather_rows(exact, num), parallel.gather_rows(wants, num), cell.item() / num
-
-
-@torch.no_grad()
-def run_on_arc(model, test, cfg: dict, steps: int, scored, adaptive: bool = False,
-               autocast=nullcontext()) -> tuple:
-    """ARC: every test example (each augmented copy of each test input, with its puzzle id) runs
-    `steps` supervision steps from a fresh state; after each step k in `scored` the answers and
-    q_halt are voted into fixed[k] (arc_score.Votes). With adaptive, halted[k] gets each example's
-    answer at the first step whose halting head says stop (at most k). Returns exact and wants
-    as run_on_test does, per example and step, the cell accuracy after the last step, fixed and
-    halted. Under torchrun each rank runs every world()-th batch; every rank gets it all."""
-    model.eval()
-    plan, device = test.plan, cfg["device"]
-    fixed, halted = ({k: arc_score.Votes(plan) for k in scored} for _ in range(2))
-    exact = torch.zeros(len(test), steps, device=device)
+    device = cfg["device"]
+    num = len(test) if votes is not None else min(limit or len(test), len(test))
+    exact = torch.zeros(num, steps, device=device)
     wants, cell = torch.zeros_like(exact), torch.zeros((), device=device)
-    for b, rows in enumerate(arc.test_batches(plan.splits["test"], cfg["eval_batch_size"])):
+    for b, batch in enumerate(test.eval_batches(cfg["eval_batch_size"], limit)):
         if b % parallel.world() != parallel.rank():
             continue
-        inputs, labels, ids = (torch.from_numpy(a).to(device) for a in
-                               arc.examples(plan, "test", rows))
-        real = rows >= 0  # (B,) not a padding row
-        state, stopped = model.initial_state(len(inputs)), np.zeros(len(rows), bool)
+        rows, inputs, labels, ids = (t.to(device) for t in batch)  # (B,), (B, S), (B, S), (B,)
+        state = model.initial_state(len(inputs))
         for k in range(1, steps + 1):
             with autocast:
                 state, logits, q = model(state, inputs, ids)
-            right, cells, _ = token_scores(logits, labels)
+            right, cells = data.scores(logits, labels)  # (B,), (B,)
             halt = model.wants_to_halt(q)  # (B,)
-            exact[rows[real], k - 1] = right[real].float()
-            wants[rows[real], k - 1] = halt[real].float()
-            # the examples whose halting head says stop for the first time here
-            stops = halt.cpu().numpy() & real & ~stopped if adaptive else np.zeros_like(real)
-            if k in fixed or stops.any():
-                preds, q_halt = logits.argmax(-1).cpu().numpy(), q_halt_of(q).float().cpu().numpy()
-                if k in fixed:
-                    fixed[k].add(rows, preds, q_halt)
-                    if adaptive:
-                        halted[k].add(np.where(stopped, -1, rows), preds, q_halt)
-                for j in (j for j in scored if j > k):  # these stop here, for every later count
-                    halted[j].add(np.where(stops, rows, -1), preds, q_halt)
-            stopped = stopped | stops
-        cell += cells[real].sum()
+            exact[rows, k - 1], wants[rows, k - 1] = right.float(), halt.float()
+            if votes is not None:
+                votes.add(k, rows.cpu(), logits, q_halt_of(q), halt)
+        cell += cells.sum()
     model.train()
-    for votes in (*fixed.values(), *halted.values()):
-        pools, votes.pools = parallel.gather_objects(votes.pools), {}
-        votes.merge(pools)
+    if votes is not None:
+        votes.merge(parallel.gather_objects)
     sums = parallel.sum_over_ranks(dict(exact=exact, wants=wants))
-    cell = parallel.sum_over_ranks({"cell": cell})["cell"].item() / len(test)
-    return sums["exact"] > 0, sums["wants"] > 0, cell, fixed, halted
-
-
-def evaluate_arc(model, test, cfg: dict, autocast=nullcontext()) -> dict:
-    """ARC (spec arc.md §3): all N_sup steps, the answers voted over the augmented copies;
-    pass@K of the final step with both credit rules (TRM: per test input, the paper's number;
-    HRM: all of a task's test inputs), the Kaggle submission, and exact accuracy per copy."""
-    K = model.max_steps
-    exact, _, cell, fixed, _ = run_on_arc(model, test, cfg, K, [K], autocast=autocast)
-    passes, sub, _ = fixed[K].score()
-    by_step = exact.float().mean(0).tolist()
-    return dict(exact=by_step[-1], cell=cell, puzzles=len(test),
-                exact_by_step=[round(a, 4) for a in by_step], pass_at=passes, submission=sub)
+    cell = parallel.sum_over_ranks({"cell": cell})["cell"]
+    return sums["exact"] > 0, sums["wants"] > 0, cell.item() / num
 
 
 def evaluate(model, test, cfg: dict, limit: int = 0, autocast=nullcontext()) -> dict:
-    """Test exact accuracy after all N_sup steps (what the official code reports), and per step;
-    ARC: evaluate_arc, always on the whole test split (a vote needs every copy)."""
-    if test.kind == "arc":
-        return evaluate_arc(model, test, cfg, autocast)
-    exact, _, cell = run_on_test(model, test, cfg, model.max_steps, limit, autocast)
+    """Test exact accuracy after all N_sup steps (what the official code reports), and per step.
+    A task that votes (ARC) adds its voted numbers (pass@K) and files (the Kaggle submission)."""
+    K = model.max_steps
+    votes = test.votes([K])
+    exact, _, cell = run_on_test(model, test, cfg, K, limit, votes, autocast)
     by_step = exact.float().mean(0).tolist()
     return dict(exact=by_step[-1], cell=cell, puzzles=len(exact),
-                exact_by_step=[round(a, 4) for a in by_step])
+                exact_by_step=[round(a, 4) for a in by_step],
+                **(votes.result(K) if votes is not None else {}))
 
 
 def eval_line(step: int, result: dict, took: str) -> str:
@@ -142,7 +74,7 @@ def eval_line(step: int, result: dict, took: str) -> str:
         return (f"eval {step:6d} | test exact {result['exact']:.4f} | cell {result['cell']:.4f} | "
                 f"{result['puzzles']} puzzles | {took} | exact after each supervision step "
                 f"{result['exact_by_step']}")
-    p = result["pass_at"]  # ARC: the voted answers; pass@2, credit per test input, the paper's
+    p = result["pass_at"]  # a task that votes (ARC): pass@2, credit per test input, the paper's
     return (f"eval {step:6d} | test pass@2 {p['trm'][2]:.4f} | pass@1 {p['trm'][1]:.4f} | "
             f"{result['puzzles']} copies voted | {took} | pass@K {p['trm']} | all of a task's "
             f"inputs right: pass@2 {p['hrm'][2]:.4f} | exact per copy after each step "
@@ -156,12 +88,8 @@ def test_time_scaling(model, test, cfg: dict, counts: list, autocast=nullcontext
     adaptive: the answer at the first step whose halting head says stop (at most k): what
     inference with learned halting would return, with its mean number of steps."""
     K = max(counts)
-    if test.kind == "arc":  # the per-copy answers, and their votes: pass@1 and pass@2
-        exact, wants, _, fixed, halted = run_on_arc(model, test, cfg, K, counts, True, autocast)
-        passes = {("fixed", k): fixed[k].score(ks=(1, 2))[0]["trm"] for k in counts}
-        passes.update({("adaptive", k): halted[k].score(ks=(1, 2))[0]["trm"] for k in counts})
-    else:
-        exact, wants, _ = run_on_test(model, test, cfg, K, cfg["eval_limit"], autocast)
+    votes = test.votes(counts, adaptive=True)  # ARC: the per-copy answers' votes, pass@1 and @2
+    exact, wants, _ = run_on_test(model, test, cfg, K, cfg["eval_limit"], votes, autocast)
     num = len(exact)
     calls, table = model.net_calls(), []
     step_no = torch.arange(1, K + 1, device=exact.device)
@@ -174,9 +102,9 @@ def test_time_scaling(model, test, cfg: dict, counts: list, autocast=nullcontext
         table.append(dict(mode="adaptive", steps=k, mean_steps=stop.float().mean().item(),
                           net_calls=stop.float().mean().item() * calls,
                           exact=right.float().mean().item(), puzzles=num))
-    if test.kind == "arc":
+    if votes is not None:
         for r in table:
-            r["pass@1"], r["pass@2"] = passes[r["mode"], r["steps"]].values()
+            r.update(votes.passes(r["mode"], r["steps"]))
     return table
 
 

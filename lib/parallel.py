@@ -175,3 +175,20 @@ def stop():
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+# ---- the carry's slots: a rank's part, or a micro-batch (--grad-accum)
+
+def slots(carry: dict, part: slice) -> dict:
+    """The carry of the slots in `part` (views, no copies)."""
+    return {k: tuple(t[part] for t in v) if isinstance(v, tuple) else v[part]
+            for k, v in carry.items()}
+
+
+def join_slots(carries: list) -> dict:
+    """Concatenate the carries of consecutive slot ranges back into one."""
+    if len(carries) == 1:
+        return carries[0]
+    return {k: tuple(map(torch.cat, zip(*(c[k] for c in carries))))
+            if isinstance(carries[0][k], tuple) else torch.cat([c[k] for c in carries])
+            for k in carries[0]}

@@ -177,6 +177,32 @@ def plot_comparison(runs: dict, path: str, title: str, floors: dict | None = Non
     fig.savefig(path, dpi=100)
 
 
+def write_json(out: str, files: dict):
+    """Write each {name: object} of `files` as out/name in JSON."""
+    for name, obj in files.items():
+        with open(os.path.join(out, name), "w") as f:
+            json.dump(obj, f)
+
+
+def write_results(run, final: dict, elapsed: float) -> str:
+    """Write out/results.json, the facts of a finished run (run: train.py's Run; final: its last
+    evaluation), and return the log's final line."""
+    cfg, generated = run.cfg, run.train.generated
+    voted = {"pass_at": final["pass_at"]} if "pass_at" in final else {}  # ARC: the voted answers
+    with open(os.path.join(cfg["out"], "results.json"), "w") as f:
+        json.dump(dict(task=cfg["task"], model=cfg["model"], params=cfg["params"],
+                       step=final["step"], test_exact=final["exact"], test_cell=final["cell"],
+                       puzzles=final["puzzles"], exact_by_step=final["exact_by_step"],
+                       wall_s=round(elapsed), generated=generated, data=cfg["data_source"],
+                       device=str(run.device), ranks=cfg["ranks"], **voted), f, indent=1)
+    if voted:
+        p = final["pass_at"]["trm"]
+        score = f"test pass@2 {p[2]:.4f}, pass@1 {p[1]:.4f} (voted over {final['puzzles']} copies)"
+    else:
+        score = f"test exact acc {final['exact']:.4f} on {final['puzzles']} puzzles"
+    return f"final | {score}{' (GENERATED data)' if generated else ''} | {fmt_time(elapsed)}"
+
+
 if __name__ == "__main__":  # python -m lib.report OUT=LABEL ... [floor:LABEL=SCORE] PNG "title"
     *named, png, heading = sys.argv[1:]
     pairs = [n.split("=", 1) for n in named]

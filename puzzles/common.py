@@ -1,9 +1,32 @@
-"""What the puzzle families share: finding the first bad cell of a batch, the 8 symmetries of a
-square grid, and drawing a grid of cells on a matplotlib Axes."""
+"""What the puzzle families share: downloading a file, finding the first bad cell of a batch, the
+8 symmetries of a square grid, and drawing a grid of cells on a matplotlib Axes."""
 import math
+import os
+import time
+import urllib.request
 
 import numpy as np
 import torch
+
+
+def download(url, dest, log):
+    """Stream url to dest.part, then rename: a broken download never looks finished."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    log(f"downloading {url}")
+    with urllib.request.urlopen(url, timeout=10) as r, open(part, "wb") as f:
+        total, done, t0 = int(r.headers.get("Content-Length") or 0), 0, time.time()
+        shown = t0
+        while chunk := r.read(1 << 20):
+            f.write(chunk)
+            done += len(chunk)
+            if total and time.time() - shown > 5:  # train.csv is 719 MB: show progress
+                shown, rate = time.time(), done / (time.time() - t0 + 1e-9)
+                log(f"  {done / 1e6:.0f} / {total / 1e6:.0f} MB, ETA {(total - done) / rate:.0f}s")
+    if total and done != total:
+        raise OSError(f"download of {url} stopped at {done} of {total} bytes")
+    os.replace(part, dest)
+    log(f"  saved {dest} ({done / 1e6:.1f} MB in {time.time() - t0:.0f}s)")
 
 
 def first_hit(bad):

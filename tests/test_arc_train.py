@@ -15,12 +15,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from lib import config
 import data
-from lib import evaluate
-from lib import optim
+from lib import config, evaluate, optim
+from puzzles import arc, arc_score, arc_task
 import train
-from puzzles import arc, arc_score
 from trm import TRM, TRMConfig
 
 QUIET = dict(log=lambda *a: None)
@@ -76,7 +74,7 @@ def test_batches_carry_the_puzzle_ids_and_replay_after_a_resume(tmp_path):
     train_set, _ = data.load_task("arc-mini", data_dir=write_mini(tmp_path, hand_tasks(6)),
                                   num_aug=3, **QUIET)
     plan, split = train_set.plan, train_set.plan.splits["train"]
-    batches = [data.get_batch(train_set, s, 16, 0, False) for s in range(5)]
+    batches = [train_set.batch(s, 16, 0, False) for s in range(5)]
     for x, y, ids in batches:
         assert x.shape == y.shape == (16, 36) and x.dtype == torch.uint8
         assert ids.dtype == torch.long and (ids >= 1).all()  # never the blank
@@ -87,18 +85,18 @@ def test_batches_carry_the_puzzle_ids_and_replay_after_a_resume(tmp_path):
             crops = [arc.crop(row, 6, off) for off in ((0, 0), (0, 1), (1, 0), (1, 1))]
             assert any(c.shape == g.shape and (c == g).all() for g in grids for c in crops)
     # the official sampler, read in order
-    expected = list(arc.train_batches(split, 0, 0, data.ARC_EPOCHS_PER_ITERATION, 16))[:5]
+    expected = list(arc.train_batches(split, 0, 0, arc_task.EPOCHS_PER_ITERATION, 16))[:5]
     for (x, _, _), rows in zip(batches, expected):
         assert torch.equal(x, torch.from_numpy(arc.examples(plan, "train", rows)[0]))
     # out of order (a resumed run): the same batch again
-    assert all(torch.equal(a, b) for a, b in zip(data.get_batch(train_set, 2, 16, 0, False),
+    assert all(torch.equal(a, b) for a, b in zip(train_set.batch(2, 16, 0, False),
                                                   batches[2]))
 
 
 def test_download_of_the_pinned_files_then_the_cache(tmp_path, hf_server, monkeypatch):
     root, url, hits = hf_server
     monkeypatch.setenv("ARC_ENDPOINT", url)
-    (repo, commit), (mini_repo, mini_commit) = data.ARC_REPO, data.MINI_ARC_REPO
+    (repo, commit), (mini_repo, mini_commit) = arc_task.ARC_REPO, arc_task.MINI_ARC_REPO
     write_kaggle(root / repo / "raw" / commit / "kaggle" / "combined",
                  ("training", "evaluation", "concept"))
     archive = root / mini_repo / "archive" / f"{mini_commit}.zip"
@@ -174,8 +172,10 @@ def test_pad_labels_carry_no_loss_and_no_score():
     # a perfect answer on the labelled cells is exact, whatever it says on the PAD ones
     perfect = torch.nn.functional.one_hot(labels.long(), 12).float()
     perfect[:, 6:] = torch.nn.functional.one_hot(torch.full((4, 3), 5), 12).float()
-    right, cell, valid = evaluate.token_scores(perfect, labels)
-    assert right.all() and (cell == 1).all() and valid.sum() == 24
+    right, cell = data.scores(perfect, labels)
+    assert right.all() and (cell == 1).all()
+    perfect[:, 5] = 0  # one labelled cell wrong
+    assert not data.scores(perfect, labels)[0].any()
 
 
 def largest_allocation(fn) -> int:
@@ -250,7 +250,9 @@ def test_adaptive_votes_take_each_copy_at_its_first_halt(tmp_path):
     stop[halts_at_1] = 1
     model = Scripted(table, stop)
     cfg = dict(device="cpu", eval_batch_size=7)
-    exact, wants, _, fixed, halted = evaluate.run_on_arc(model, test_set, cfg, 3, [1, 3], True)
+    votes = test_set.votes([1, 3], adaptive=True)
+    exact, wants, _ = evaluate.run_on_test(model, test_set, cfg, 3, votes=votes)
+    fixed, halted = votes.fixed, votes.halted
     assert exact[:, 0].all() and not exact[:, 1:].any()
     assert torch.equal(wants[:, 0], torch.isin(rows, halts_at_1))
     assert fixed[1].score()[0]["trm"][1] == 1.0 and fixed[3].score()[0]["trm"][1] == 0.0
@@ -290,7 +292,8 @@ def test_votes_batch_by_batch_equal_scoring_at_once(tmp_path):
 @pytest.mark.parametrize("model, params", [("trm", 6829058), ("hrm", 27276290)])
 def test_arc_models_have_the_official_parameter_counts(model, params):
     cfg = config.resolve_config(["--model", model, "--task", "arc1"])
-    arc_set = data.ArcSet("arc1", "train", arc.Plan([arc.BLANK], [], *[None] * 4, {}, 30), "", {})
+    arc_set = arc_task.ArcSet("arc1", "train", arc.Plan([arc.BLANK], [], *[None] * 4, {}, 30), "",
+                              {})
     Model, mcfg = train.model_config(cfg, arc_set)
     assert Model(mcfg).num_params() == params
 

@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 import data
-from puzzles import csv_format, maze, sudoku
+from puzzles import csv_format, generated, maze, sudoku
 from puzzles.common import dihedral_maps
 
 SHARED_1K = Path(__file__).parents[2] / "shared" / "data" / "sudoku-extreme-1k"
@@ -73,7 +73,9 @@ def assert_canonical(x, y, n, min_steps):
 def small_sets():
     out = {}
     for task, count in (("sudoku4", 300), ("sudoku6", 150), ("sudoku", 4), ("maze-small", 200)):
-        out[task] = data._generate(task, "train", 0, count, set(), lambda *a: None)
+        spec = data.TASKS[task]
+        out[task] = generated.generate(task, spec, data.FAMILIES[spec["kind"]], "train", 0, count,
+                                       set(), lambda *a: None)
     return out
 
 

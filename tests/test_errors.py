@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lib import config
 import data
+from lib import config
 import train
 
 BAD_FLAGS = [

@@ -10,10 +10,9 @@ import torch
 import yaml
 
 import data
-from lib import evaluate
-from lib import official
-import train
+from lib import evaluate, official
 from test_golden import GOLDEN, MODELS, golden, model_from_golden
+import train
 
 ARCH_NAMES = {"trm": "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1",
               "hrm": "hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1"}

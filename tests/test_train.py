@@ -1,5 +1,6 @@
 """train.py: the loss, the optimisers, the data order, resume, NaN handling, and that it learns."""
 
+import copy
 import json
 import math
 import os
@@ -7,15 +8,11 @@ import os
 import pytest
 import torch
 
-from lib import bench
-from lib import config
 import data
-from lib import evaluate
-from lib import optim
-from lib import report
-import train
 from hrm import HRM, HRMConfig
+from lib import bench, config, evaluate, optim, parallel, report
 from puzzles import sudoku
+import train
 from trm import TRM, TRMConfig
 
 TINY = ["--task", "sudoku4", "--hidden", "32", "--heads", "2", "--batch-size", "16",
@@ -86,11 +83,11 @@ def test_batches_are_epochs_of_permutations_and_repeatable():
     cfg = config.resolve_config(TINY + ["--no-augment"])
     train_set, _ = data.load_task("sudoku4")
     n = len(train_set)
-    per_epoch = [data.get_batch(train_set, s, 16, cfg["seed"], cfg["augment"])[0]
+    per_epoch = [train_set.batch(s, 16, cfg["seed"], cfg["augment"])[0]
                  for s in range(n // 16)]
     seen = {row.numpy().tobytes() for b in per_epoch for row in b}
     assert len(seen) == n // 16 * 16  # no puzzle twice within an epoch (puzzles are distinct)
-    again = data.get_batch(train_set, 7, 16, cfg["seed"], cfg["augment"])[0]
+    again = train_set.batch(7, 16, cfg["seed"], cfg["augment"])[0]
     assert torch.equal(again, per_epoch[7])  # a pure function of (seed, step): resume-safe
 
 
@@ -116,12 +113,17 @@ def test_resume_continues_exactly(tmp_path):
 
 
 # the per-step losses of a fixed-seed run, recorded before train.py and data.py were split into
-# modules (and unchanged by it): a change to the recipe, the data order, augmentation or the
-# models moves them by far more than the tolerance, which only allows for another torch build
+# modules (and unchanged by it, and by the move to lib/ and the task interface: bit for bit on the
+# same machine). Another CPU sums float32 in another order, and the AdamATan2 updates of the first
+# steps (nearly sign(gradient)) grow that difference step by step: measured between an AVX2 AMD
+# EPYC, where these were recorded, and an AVX-512 Intel Xeon, rel. 7e-8, 4e-7, 5e-6, 4e-5, 2.3e-4
+# for steps 1-5, and 3.6e-3 in the final cell accuracy (argmax ties of a barely trained model).
+# A change to the recipe, the data order, augmentation or the models moves the losses by more.
 PINNED = {"trm": ([1.9686000367078984, 1.9352347191079893, 1.9588659905471344, 1.9290563491057948,
                    1.900209216870926], 0.17175),
           "hrm": ([1.9463800929037602, 1.979404728842674, 1.9843290822940283, 1.9820141787764,
                    1.998246851680741], 0.151625)}
+TOLERANCE = [1e-5, 1e-5, 5e-5, 2e-4, 1e-3]  # relative, per step
 
 
 @pytest.mark.parametrize("model", ["trm", "hrm"])
@@ -131,8 +133,9 @@ def test_a_fixed_seed_run_logs_the_pinned_losses(tmp_path, model):
     history = torch.load(f"{out}/ckpt.pt", weights_only=False)["history"]
     losses, cell = PINNED[model]
     assert [h["step"] for h in history] == [1, 2, 3, 4, 5]
-    assert [h["loss"] for h in history] == pytest.approx(losses, rel=1e-5)
-    assert final["cell"] == pytest.approx(cell, abs=1e-4)  # all 1,000 test puzzles: 1 cell = 6e-5
+    for h, pinned, rel in zip(history, losses, TOLERANCE):
+        assert h["loss"] == pytest.approx(pinned, rel=rel), f"step {h['step']}"
+    assert final["cell"] == pytest.approx(cell, abs=0.01)  # all 1,000 test puzzles
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -260,6 +263,69 @@ def test_the_supervision_step_compiles_without_graph_breaks(model):
     assert explained.graph_break_count == 0 and explained.graph_count == 1
 
 
+class Recording(torch.optim.SGD):
+    """Plain SGD that keeps a copy of every gradient it steps with."""
+
+    def __init__(self, params, lr):
+        super().__init__(params, lr=lr)
+        self.seen = []
+
+    def step(self):
+        self.seen.append([p.grad.clone() for p in self.param_groups[0]["params"]])
+        super().step()
+
+
+# Q_head biases: TRM (halt logit, unused continue logit); HRM (halt, continue)
+NEVER_EARLY = {"trm": [-5.0, 0.0], "hrm": [-5.0, 5.0]}  # every puzzle runs all N_sup steps
+AT_ONCE = {"trm": [5.0, 0.0], "hrm": [5.0, -5.0]}  # every puzzle halts after its first step
+
+
+@pytest.mark.parametrize("halting", ["never early", "at once"])
+@pytest.mark.parametrize("Model,Config", [(TRM, TRMConfig), (HRM, HRMConfig)])
+def test_the_carry_loop_computes_the_paper_loop(Model, Config, halting):
+    """train.paper_loop (the TRM paper's pseudocode, batch by batch) and the carry of
+    supervision_step (train.py's loop) give the same loss and the same gradients at every
+    optimiser step, over two batches; halting exploration off. The models run in float64, but
+    their halting logits are float32 (as in the official code), and the two loops sum the
+    halting losses in another order: they agree to float32 rounding, not bit for bit."""
+    name = Model.__name__.lower()
+    torch.manual_seed(0)
+    recursion = dict(trm=dict(n=2, T=2, N_sup=3), hrm=dict(N=2, T=2, M_max=3))[name]
+    paper = Model(Config(vocab_size=6, seq_len=8, hidden_size=16, num_heads=2, num_layers=1,
+                         puzzle_emb_len=2, halt_exploration_prob=0.0, **recursion)).double()
+    with torch.no_grad():
+        paper.Q_head.bias.copy_(torch.tensor((NEVER_EARLY if halting == "never early"
+                                              else AT_ONCE)[name]))
+    carried = copy.deepcopy(paper)
+    B = 4
+    batches = [[torch.randint(1, 6, (B, 8), dtype=torch.uint8) for _ in range(2)]
+               + [torch.zeros(B, dtype=torch.long)] for _ in range(2)]
+
+    opt = Recording(paper.parameters(), lr=1e-3)
+    paper_losses = [loss for inputs, labels, ids in batches
+                    for loss in train.paper_loop(paper, [opt], inputs, labels, ids)]
+    steps_per_batch = paper.max_steps if halting == "never early" else 1
+    assert len(paper_losses) == 2 * steps_per_batch  # the halting head did what was set
+
+    carry_opt = Recording(carried.parameters(), lr=1e-3)
+    carry = train.new_carry(carried, type("Set", (), dict(seq_len=8)), B, "cpu")
+    carry["state"] = tuple(s.double() for s in carry["state"])
+    carry_losses, next_batch = [], 0
+    for _ in range(len(paper_losses)):
+        if carry["halted"].all():  # every slot takes the next batch's puzzle at its index
+            inputs, labels, ids = batches[next_batch]
+            next_batch += 1
+        carry, loss, _ = train.supervision_step(carried, carry, inputs, labels, ids)
+        loss.backward()
+        carry_opt.step()
+        carry_opt.zero_grad()
+        carry_losses.append(loss.item())
+    assert carry_losses == pytest.approx(paper_losses, rel=1e-6)
+    for step, (a, b) in enumerate(zip(opt.seen, carry_opt.seen)):
+        for (name, _), g, h in zip(paper.named_parameters(), a, b):
+            torch.testing.assert_close(g, h, rtol=1e-6, atol=1e-9, msg=f"{name}, step {step}")
+
+
 @pytest.mark.parametrize("Model,Config", [(TRM, TRMConfig), (HRM, HRMConfig)])
 def test_grad_accum_micro_batches_give_the_whole_batch_gradient(Model, Config):
     """--grad-accum K runs the carry's slots as K slices; gradients and new carry must be those of
@@ -281,13 +347,13 @@ def test_grad_accum_micro_batches_give_the_whole_batch_gradient(Model, Config):
     model.zero_grad()
     parts = []
     for part in (slice(0, 2), slice(2, 4), slice(4, 6)):
-        new, loss, _ = train.supervision_step(model, train.slots(carry, part), inputs[part],
+        new, loss, _ = train.supervision_step(model, parallel.slots(carry, part), inputs[part],
                                               labels[part], ids[part])
         (loss / 3).backward()
         parts.append(new)
     for p, g in zip(model.parameters(), expected):
         assert torch.allclose(p.grad, g, atol=1e-6, rtol=1e-4)
-    joined = train.join_slots(parts)
+    joined = parallel.join_slots(parts)
     assert torch.allclose(joined["state"][0], whole["state"][0], atol=1e-5)
     assert torch.equal(joined["steps"], whole["steps"]) and torch.equal(joined["halted"],
                                                                         whole["halted"])
@@ -361,8 +427,8 @@ def test_adaptive_halting_returns_the_answer_at_the_first_halt():
         def net_calls(self):
             return 5
 
-    test = type("Split", (), dict(inputs=torch.arange(3, dtype=torch.uint8)[:, None].repeat(1, 4),
-                                  labels=torch.ones(3, 4, dtype=torch.uint8), kind="sudoku"))
+    test = data.PuzzleSet("t", "test", torch.arange(3, dtype=torch.uint8)[:, None].repeat(1, 4),
+                          torch.ones(3, 4, dtype=torch.uint8), 2, (2, 2), "sudoku", False, "", {})
     cfg = dict(device="cpu", eval_limit=0, eval_batch_size=2)
     table = evaluate.test_time_scaling(Scripted(), test, cfg, [4, 1, 2])
     got = {(r["mode"], r["steps"]): (round(r["exact"], 4), round(r["mean_steps"], 4))

@@ -3,7 +3,8 @@
 `python train.py` is one process and never touches torch.distributed: every function here is then
 the identity.
 
-How the K ranks share the work, as the official code does (spec trm.md §2.2):
+How the K ranks share the work, as the official code does (pretrain.py, where each rank takes its
+share of the global batch):
 - the global batch of B slots is split into K consecutive parts of B / K; rank r owns slots
   r B / K .. (r + 1) B / K - 1 of the carry, and of every batch. Each rank builds the whole batch
   (cheap: it is a slice of the data in memory, seeded by the step) and keeps its part, so the K

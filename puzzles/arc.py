@@ -1,5 +1,6 @@
-"""ARC-AGI as the official TRM builder makes it (spec arc.md §2) and its sampler (§2.4; the
-evaluator is in arc_score.py), without writing the 7 GB of example arrays: a Plan holds every
+"""ARC-AGI as the official TRM builder makes it (dataset/build_arc_dataset.py of
+SamsungSAILMontreal/TinyRecursiveModels) and its sampler (puzzle_dataset.py there; the evaluator
+is in arc_score.py), without writing the 7 GB of example arrays: a Plan holds every
 puzzle's name, task, dihedral transform and colour map, and the (k, S) arrays of any examples are
 made on the fly.
 
@@ -26,7 +27,7 @@ each subset's task order shuffled, then per task aug() calls until 1 + num_aug d
 RETRIES * num_aug tries, then the offsets. puzzles/arc_replay.py decodes the raw words of the
 same legacy MT19937 stream in bulk and deduplicates with the task's own symmetries instead of
 hashing every candidate, which gives the same copies: the whole ARC-1 plan takes about 6 s and
-0.3 GB on one core, where the builder's lists pass 7 GB (spec §2.4).
+0.3 GB on one core, where the builder's lists pass 7 GB.
 """
 import hashlib
 import json
@@ -45,7 +46,7 @@ MAX_SIDE = 30  # the largest ARC grid
 SEED, NUM_AUG, RETRIES = 42, 1000, 5  # builder defaults: up to RETRIES * NUM_AUG aug() tries
 SEP = "|||"  # name of a copy: "{task}|||t{k}|||{colour map as 10 digits}"
 BLANK = "<blank>"  # puzzle id 0: padding rows of an eval batch
-VERSIONS = {  # (subsets in the builder's command-line order, the test set): spec §2
+VERSIONS = {  # (subsets in the builder's command-line order, the test set), as its README runs it
     "arc1": (("training", "evaluation", "concept"), "evaluation"),
     "arc2": (("training2", "evaluation2", "concept"), "evaluation2"),
 }
@@ -339,7 +340,7 @@ def examples(plan: Plan, split: str, rows) -> tuple:
     return inputs, labels, ids
 
 
-# ---- the sampler: the official epoch (spec §2.4)
+# ---- the sampler: the official epoch (puzzle_dataset.py)
 
 def planned_steps(split: Split, epochs: int, batch_size: int = 768) -> int:
     """Optimiser steps the official schedule plans: int(epochs * groups * mean examples per

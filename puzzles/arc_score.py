@@ -1,4 +1,5 @@
-"""ARC's evaluator (spec arc.md §3, §5): every augmented copy of a test input answers, each
+"""ARC's evaluator (evaluators/arc.py of SamsungSAILMontreal/TinyRecursiveModels; HRM's credit
+rule from sapientinc/HRM's arc_eval.ipynb): every augmented copy of a test input answers, each
 answer is cropped at its EOS border and mapped back to the task's frame, equal answers are pooled
 and ranked by (votes, mean sigmoid(q_halt)), and pass@K counts a test input right when its answer
 is among the first K. Also the Kaggle submission.json and the copy-the-input baseline."""
@@ -71,7 +72,7 @@ def submission(ranked: dict, attempts: int = 2) -> dict:
 
 
 class Votes:
-    """The evaluator's pools, filled batch by batch (spec §3): each prediction of a test example
+    """The evaluator's pools, filled batch by batch: each prediction of a test example
     is cropped, mapped back to its task's frame and counted for its test input with its
     sigmoid(q_halt). The official evaluator finds the test input by the hash of the cropped
     input; here the example's row says it (the same, since no task repeats a test input). Only

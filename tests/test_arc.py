@@ -30,7 +30,8 @@ def task(name, pairs, tests, subset="hand"):
                                    "test": [(grid(a), grid(b)) for a, b in tests]})
 
 
-# ---- a naive transcription of the official builder (spec arc.md §2), for the fast replay
+# ---- a naive transcription of the official builder (dataset/build_arc_dataset.py), for the fast
+# replay
 
 # the builder's transforms 0..7, written out again: identity, rot90 x1/x2/x3, fliplr, flipud,
 # transpose, fliplr(rot90)

@@ -40,11 +40,12 @@ from hrm import HRM, HRMConfig
 from lib import checkpoint, config, device as devices, official, parallel
 from lib.bench import bench
 from lib.config import RECURSION, fail, resolve_config
-from lib.evaluate import eval_line, eval_only, evaluate, solve_mode
+from lib.evaluate import eval_line, evaluate, solve_mode
 from lib.optim import AdamATan2, SignSGD, ema_update
 from lib.parallel import join_slots, slots
 from lib.report import (Progress, banner, claim_out, fmt_time, plot_curves, write_json,
                         write_results)
+from lib.scaling import eval_only
 from trm import TRM, TRMConfig
 
 MODELS = {"trm": (TRM, TRMConfig), "hrm": (HRM, HRMConfig)}

@@ -135,6 +135,16 @@ arg("--eval-only", action="store_true",
          "steps, fixed and with adaptive halting; writes scaling.csv and scaling.png, no training")
 arg("--eval-steps", default=None, help="with --eval-only: step counts, e.g. 1,2,4,8,16,32,64,128 "
                                        "(default: 1 up to twice the trained maximum)")
+arg("--trajectories", default=None, metavar="K[,K...]",
+    help="with --eval-only: also run K trajectories per puzzle as one batch (each K one more "
+         "pass), e.g. 2,4,8,16, and pick one answer by each --select rule (lib/scaling.py)")
+arg("--noise", type=float, default=None, metavar="SIGMA",
+    help="with --trajectories: Gaussian noise on the latent at every supervision step, SIGMA "
+         "times the latent's RMS per token (PTRM, arXiv 2605.19943; default 0)")
+arg("--select", default=None, metavar="RULE",
+    help="with --trajectories: the selection rule, one of q (the most confident halting head), "
+         "first (the first to halt), vote (the most common answer), residual (the latent nearest "
+         "a fixed point), or all (the default: each, and the oracle)")
 arg("--solve", metavar="PUZZLE", help="solve your own puzzle with the --resume (or --official) "
     "model: one grid in the CSV alphabet (81 characters for Sudoku, e.g. '..3.1...', 900 for a "
     "maze), or a file of them, one per line; prints the answer after each supervision step")
@@ -188,6 +198,7 @@ def check_config(cfg: dict):
         if not all(p.strip().isdigit() and int(p) >= 1 for p in parts):
             fail(f"--eval-steps {cfg['eval_steps']!r} must be step counts of at least 1 separated "
                  f"by commas, e.g. 1,2,4,8,16")
+    check_breadth(cfg)
     spec = data.TASKS[cfg["task"]]
     if spec["kind"] != "arc" and cfg.get("num_aug") is not None:
         fail(f"--num-aug is a setting of the ARC tasks, not of {cfg['task']}")
@@ -204,15 +215,37 @@ def check_config(cfg: dict):
             fail(f"--solve {e} (task {cfg['task']})")
 
 
+def check_breadth(cfg: dict):
+    """--trajectories, --noise and --select: test-time breadth, with --eval-only only."""
+    given = [flag(k) for k in ("trajectories", "noise", "select") if cfg.get(k) is not None]
+    if given and not cfg.get("eval_only"):
+        fail(f"{', '.join(given)}: test-time breadth applies to a trained model: use with "
+             f"--eval-only --resume CKPT (or --official)")
+    if cfg.get("trajectories") is not None:
+        parts = str(cfg["trajectories"]).split(",")
+        if not all(p.strip().isdigit() and int(p) >= 1 for p in parts):
+            fail(f"--trajectories {cfg['trajectories']!r} must be counts of at least 1 separated "
+                 f"by commas, e.g. 1,2,4,8,16")
+    noise = cfg.get("noise")
+    if noise is not None and not (math.isfinite(noise) and noise >= 0):
+        fail(f"--noise {noise} must be a finite number of at least 0 (the noise's scale relative "
+             f"to the latent)")
+    rules = ("q", "first", "vote", "residual", "all")
+    if cfg.get("select") is not None and cfg["select"] not in rules:
+        fail(f"--select {cfg['select']!r} is not a selection rule; choose one of "
+             f"{', '.join(rules)}")
+
+
 # with --eval-only, everything else comes from the checkpoint's own config
 EVAL_FLAGS = ("resume", "eval_only", "eval_steps", "eval_limit", "eval_batch_size", "data_dir",
-              "device", "dtype", "compile", "threads", "solve")
+              "device", "dtype", "compile", "threads", "solve", "trajectories", "noise", "select")
 # with --official the task's preset gives everything but the model, which all_config.yaml gives
 # --resume goes on with the checkpoint's config (a flag left out takes its value); these may be
 # given anew: how long and how often, where, and on what. Any other flag that differs is refused.
 RESUME_MAY_CHANGE = ("steps", "minutes", "eval_every", "eval_limit", "eval_batch_size",
                      "log_every", "resume", "out", "data_dir", "device", "dtype", "compile",
-                     "threads", "dry_run", "bench", "eval_only", "eval_steps")
+                     "threads", "dry_run", "bench", "eval_only", "eval_steps", "trajectories",
+                     "noise", "select")
 
 
 def read_checkpoint(path: str, map_location="cpu") -> dict:

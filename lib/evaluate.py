@@ -1,10 +1,7 @@
 """Scoring a model on a test split: every test puzzle runs a number of supervision steps from a
-fresh state. evaluate() gives what the official code reports (exact accuracy after all N_sup
-steps) and the accuracy after each step; test_time_scaling() runs longer than training did and
-compares fixed step counts with the halting head's choice. eval_only() and solve_mode() are
-train.py's --eval-only and --solve."""
-import math
-import os
+fresh state (run_on_test, the one evaluation loop, which can also run K trajectories per puzzle
+for lib/scaling.py). evaluate() gives what the official code reports (exact accuracy after all
+N_sup steps) and the accuracy after each step; solve() and solve_mode() are --solve."""
 from contextlib import nullcontext
 
 import torch
@@ -13,47 +10,95 @@ import data
 from lib import parallel
 from lib.config import fail
 from puzzles import csv_format
-from lib.report import plot_scaling
 
 
 def q_halt_of(q: torch.Tensor) -> torch.Tensor:
     return q if q.dim() == 1 else q[:, 0]  # TRM gives q_halt (B,); HRM (halt, continue) (B, 2)
 
 
+def confidence(q: torch.Tensor) -> torch.Tensor:
+    """The halting head's confidence that the answer is right (B,): TRM's q_halt; HRM's
+    Q(halt) - Q(continue), whose sign is its halting rule."""
+    return q if q.dim() == 1 else q[:, 0] - q[:, 1]
+
+
+def perturb(state: tuple, noise: float, generator: torch.Generator) -> tuple:
+    """The state with Gaussian noise on its latent (the second tensor: TRM's z, HRM's z_L), scaled
+    by noise times the latent's root mean square per token."""
+    answer, z = state  # (B, L, D) each
+    rms = z.float().pow(2).mean(-1, keepdim=True).sqrt().to(z.dtype)  # (B, L, 1)
+    eps = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+    return answer, z + noise * rms * eps
+
+
+def relative_change(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """||new - old|| / ||old|| per row (B,): how far one step moved the latent."""
+    return (new - old).float().flatten(1).norm(dim=1) / old.float().flatten(1).norm(dim=1)
+
+
+def majority(answers: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
+    """Index (B,) of the trajectory whose answer (answers (B, K, S) tokens) most trajectories give;
+    among equally common answers, the one with the most confident head (conf (B, K))."""
+    # one 64-bit fingerprint per answer (random weights: equal answers, equal sums; different
+    # answers collide with probability ~2^-64), so K answers compare in (B, K, K), not (B, K, K, S)
+    weights = torch.randint(-2**62, 2**62, (answers.shape[-1],), device=answers.device,
+                            generator=torch.Generator(answers.device).manual_seed(0))
+    print_ = (answers.long() * weights).sum(-1)  # (B, K)
+    count = (print_[:, :, None] == print_[:, None, :]).sum(-1)  # (B, K) trajectories agreeing
+    return (count + 0.5 * torch.sigmoid(conf)).argmax(1)  # the sigmoid only breaks ties
+
+
 @torch.no_grad()
 def run_on_test(model, test, cfg: dict, steps: int, limit: int = 0, votes=None,
-                autocast=nullcontext()):
+                autocast=nullcontext(), K: int = 1, noise: float = 0.0) -> dict:
     """The first `limit` test examples (0 = all; a task that votes, ARC, always runs all), each
-    for `steps` supervision steps from a fresh state. Returns, per example and step, whether its
-    answer is exactly right and whether the halting head wants to stop ((num, steps) bools, kept
-    on the device: no host sync per step), and the cell accuracy after the last step. `votes`
-    (the task's, test.votes) receives every step's answers. Under torchrun each rank runs every
-    world()-th batch, and every rank gets the whole result."""
+    as K trajectories (lib/scaling.py; one unless asked) of `steps` supervision steps from a
+    fresh state, in one batch of B*K rows; with noise, Gaussian noise on the latent before every
+    step (perturb). Returns, on the device, per example, trajectory and step ((num, K, steps)):
+    exact (is its answer right), halt (does its head say stop), conf (its confidence), residual
+    (relative change of the latent in that step); vote (num, steps): is the answer most of the K
+    give right; cell: the cell accuracy after the last step. `votes` (the task's, test.votes)
+    receives every step's answers, every trajectory's as one more vote. Under torchrun each rank
+    runs every world()-th batch, and every rank gets the whole result."""
     model.eval()
     device = cfg["device"]
     num = len(test) if votes is not None else min(limit or len(test), len(test))
-    exact = torch.zeros(num, steps, device=device)
-    wants, cell = torch.zeros_like(exact), torch.zeros((), device=device)
+    out = {k: torch.zeros(num, K, steps, device=device) for k in ("exact", "halt", "conf",
+                                                                 "residual")}
+    out["vote"] = torch.zeros(num, steps, device=device)
+    cell = torch.zeros((), device=device)
+    generator = torch.Generator(device)
     for b, batch in enumerate(test.eval_batches(cfg["eval_batch_size"], limit)):
         if b % parallel.world() != parallel.rank():
             continue
         rows, inputs, labels, ids = (t.to(device) for t in batch)  # (B,), (B, S), (B, S), (B,)
-        state = model.initial_state(len(inputs))
-        for k in range(1, steps + 1):
+        B = len(rows)
+        # a puzzle's K trajectories sit next to each other: row b * K + j is trajectory j
+        inputs, labels, ids = (t.repeat_interleave(K, 0) for t in (inputs, labels, ids))
+        generator.manual_seed(cfg.get("seed", 0) * 1_000_003 + b)
+        state = model.initial_state(B * K)
+        for k in range(steps):
+            if noise:
+                state = perturb(state, noise, generator)
             with autocast:
-                state, logits, q = model(state, inputs, ids)
-            right, cells = data.scores(logits, labels)  # (B,), (B,)
-            halt = model.wants_to_halt(q)  # (B,)
-            exact[rows, k - 1], wants[rows, k - 1] = right.float(), halt.float()
+                new, logits, q = model(state, inputs, ids)
+            right, cells = data.scores(logits, labels)  # (B*K,) each
+            halt, conf = model.wants_to_halt(q), confidence(q).float()
+            out["residual"][rows, :, k] = relative_change(new[1], state[1]).view(B, K)
+            state = new
+            for key, value in (("exact", right), ("halt", halt), ("conf", conf)):
+                out[key][rows, :, k] = value.float().view(B, K)
+            pick = majority(logits.argmax(-1).view(B, K, -1), conf.view(B, K))  # (B,)
+            out["vote"][rows, k] = right.view(B, K).float().gather(1, pick[:, None])[:, 0]
             if votes is not None:
-                votes.add(k, rows.cpu(), logits, q_halt_of(q), halt)
-        cell += cells.sum()
+                votes.add(k + 1, rows.repeat_interleave(K).cpu(), logits, q_halt_of(q), halt)
+        cell += cells.sum() / K
     model.train()
     if votes is not None:
         votes.merge(parallel.gather_objects)
-    sums = parallel.sum_over_ranks(dict(exact=exact, wants=wants))
-    cell = parallel.sum_over_ranks({"cell": cell})["cell"]
-    return sums["exact"] > 0, sums["wants"] > 0, cell.item() / num
+    out = {key: parallel.sum_over_ranks({key: value})[key] for key, value in out.items()}
+    out["cell"] = parallel.sum_over_ranks({"cell": cell})["cell"].item() / num
+    return out
 
 
 def evaluate(model, test, cfg: dict, limit: int = 0, autocast=nullcontext()) -> dict:
@@ -61,9 +106,9 @@ def evaluate(model, test, cfg: dict, limit: int = 0, autocast=nullcontext()) -> 
     A task that votes (ARC) adds its voted numbers (pass@K) and files (the Kaggle submission)."""
     K = model.max_steps
     votes = test.votes([K])
-    exact, _, cell = run_on_test(model, test, cfg, K, limit, votes, autocast)
-    by_step = exact.float().mean(0).tolist()
-    return dict(exact=by_step[-1], cell=cell, puzzles=len(exact),
+    run = run_on_test(model, test, cfg, K, limit, votes, autocast)
+    by_step = run["exact"][:, 0].mean(0).tolist()
+    return dict(exact=by_step[-1], cell=run["cell"], puzzles=len(run["exact"]),
                 exact_by_step=[round(a, 4) for a in by_step],
                 **(votes.result(K) if votes is not None else {}))
 
@@ -79,47 +124,6 @@ def eval_line(step: int, result: dict, took: str) -> str:
             f"{result['puzzles']} copies voted | {took} | pass@K {p['trm']} | all of a task's "
             f"inputs right: pass@2 {p['hrm'][2]:.4f} | exact per copy after each step "
             f"{result['exact_by_step']}")
-
-
-def test_time_scaling(model, test, cfg: dict, counts: list, autocast=nullcontext()) -> list:
-    """Accuracy vs test-time compute. Every test puzzle runs max(counts) supervision steps (more
-    than training's N_sup if asked); from that one pass come two curves:
-    fixed: the answer after exactly k steps;
-    adaptive: the answer at the first step whose halting head says stop (at most k): what
-    inference with learned halting would return, with its mean number of steps."""
-    K = max(counts)
-    votes = test.votes(counts, adaptive=True)  # ARC: the per-copy answers' votes, pass@1 and @2
-    exact, wants, _ = run_on_test(model, test, cfg, K, cfg["eval_limit"], votes, autocast)
-    num = len(exact)
-    calls, table = model.net_calls(), []
-    step_no = torch.arange(1, K + 1, device=exact.device)
-    for k in sorted(counts):
-        table.append(dict(mode="fixed", steps=k, mean_steps=k, net_calls=k * calls,
-                          exact=exact[:, k - 1].float().mean().item(), puzzles=num))
-        # first step at which the head says stop, or k
-        stop = torch.where(wants[:, :k], step_no[:k], k).min(-1).values  # (num,)
-        right = exact.gather(1, (stop - 1)[:, None]).squeeze(1)
-        table.append(dict(mode="adaptive", steps=k, mean_steps=stop.float().mean().item(),
-                          net_calls=stop.float().mean().item() * calls,
-                          exact=right.float().mean().item(), puzzles=num))
-    if votes is not None:
-        for r in table:
-            r.update(votes.passes(r["mode"], r["steps"]))
-    return table
-
-
-def write_scaling(table: list, out: str) -> str:
-    """test_time_scaling's table as out/scaling.csv, one row per (mode, step count); its path."""
-    path = os.path.join(out, "scaling.csv")
-    passes = [k for k in ("pass@1", "pass@2") if k in table[0]]  # ARC: the voted answers
-    with open(path, "w") as f:
-        f.write(",".join(["mode", "steps", "mean_steps", "net_calls", "exact", *passes,
-                          "puzzles"]) + "\n")
-        for r in table:
-            f.write(f"{r['mode']},{r['steps']},{r['mean_steps']:.3f},{r['net_calls']:.1f},"
-                    f"{r['exact']:.4f}," + "".join(f"{r[k]:.4f}," for k in passes) +
-                    f"{r['puzzles']}\n")
-    return path
 
 
 @torch.no_grad()
@@ -162,28 +166,6 @@ def print_solution(puzzles, inputs: torch.Tensor, out: dict):
 
 
 # ---- the modes train.py runs on a checkpoint (run: train.Run)
-
-def eval_only(run) -> list:
-    """Accuracy against supervision steps, fixed and with adaptive halting, up to --eval-steps
-    (default: powers of 2 up to twice the trained maximum); writes scaling.csv and scaling.png."""
-    cfg, trained = run.cfg, run.model.max_steps
-    counts = [int(k) for k in cfg["eval_steps"].split(",")] if cfg.get("eval_steps") else \
-        [2 ** i for i in range(int(math.log2(2 * trained)) + 1)]
-    table = test_time_scaling(run.eval_fn, run.test, cfg, counts, run.autocast)
-    if not parallel.is_main():
-        return table
-    path = write_scaling(table, cfg["out"])
-    plot_scaling(table, trained, os.path.join(cfg["out"], "scaling.png"),
-                 f"{cfg['model']} on {cfg['task']}, step {run.step}" +
-                 " (GENERATED data)" * run.train.generated)
-    for r in table:
-        print(f"scaling | {r['mode']:8s} | at most {r['steps']:4d} steps | mean "
-              f"{r['mean_steps']:7.2f} steps, {r['net_calls']:8.1f} net calls | test exact "
-              f"{r['exact']:.4f}" + (f" | pass@1 {r['pass@1']:.4f} pass@2 {r['pass@2']:.4f}"
-                                     if "pass@2" in r else ""))
-    print(f"wrote {path} and scaling.png")
-    return table
-
 
 def solve_mode(run) -> dict:
     """Run the --solve puzzles and print each one's answer after every supervision step."""

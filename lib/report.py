@@ -92,28 +92,86 @@ def plot_curves(history: list, evals: list, path: str, title: str):
     fig.savefig(path, dpi=100)
 
 
-def plot_scaling(table: list, trained: int, path: str, title: str):
-    """Test exact accuracy against supervision steps (test_time_scaling's table)."""
-    import matplotlib.ticker
+def _scaling_axes(title: str, size=(6.5, 4)):
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(6.5, 4))
+    fig = Figure(figsize=size)
     ax = fig.subplots()
-    metric = "pass@2" if "pass@2" in table[0] else "exact"  # ARC: the voted answers
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def _metric(table: list) -> tuple:
+    """The score a scaling table's plots show: (key, axis label); ARC: the voted pass@2."""
+    if "pass@2" in table[0]:
+        return "pass@2", "test pass@2 (%)"
+    return "exact", "test exact accuracy (%)"
+
+
+def plot_scaling(table: list, trained: int, path: str, title: str) -> bool:
+    """Depth: test accuracy against supervision steps, fixed and with adaptive halting."""
+    import matplotlib.ticker
+    fig, ax = _scaling_axes(title)
+    metric, label = _metric(table)
     for mode, style in (("fixed", "o-"), ("adaptive", "s--")):
         rows = [r for r in table if r["mode"] == mode]
         ax.plot([r["mean_steps"] for r in rows], [100 * r[metric] for r in rows], style,
                 label={"fixed": "k supervision steps", "adaptive": "halting head, at most k"}[mode])
     ax.axvline(trained, color="gray", lw=0.8, ls=":", label=f"trained with {trained}")
-    ax.set(xscale="log", xlabel="supervision steps per puzzle (mean)",
-           ylabel="test pass@2 (%)" if metric == "pass@2" else "test exact accuracy (%)",
-           title=title)
+    ax.set(xscale="log", xlabel="supervision steps per puzzle (mean)", ylabel=label)
     counts = sorted({r["steps"] for r in table})
     ax.set_xticks(counts, [str(k) for k in counts])
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+    return True
+
+
+def plot_recursion_scaling(table: list, trained: int, path: str, title: str) -> bool:
+    """Accuracy against net calls per puzzle: more depth (one trajectory, k steps), more breadth
+    (K trajectories at the trained depth, one line per selection rule) and both (K trajectories
+    at the deepest k), with the oracle as the ceiling of every rule. False if there is no K > 1."""
+    rules = sorted({r["mode"] for r in table if r["trajectories"] > 1})
+    if not rules:
+        return False
+    fig, ax = _scaling_axes(title, size=(7.5, 4.5))
+    metric, label = _metric(table)
+    depth = [r for r in table if r["mode"] == "fixed"]
+    ax.plot([r["net_calls"] for r in depth], [100 * r[metric] for r in depth], "ko-", lw=2,
+            label="depth: 1 trajectory, k steps")
+    deepest = max(r["steps"] for r in table)
+    colours = dict(zip(rules, ("C0", "C1", "C2", "C3", "C4", "C5")))
+    for rule in rules:
+        for steps, style, what in ((trained, "-", "breadth"), (deepest, ":", "both")):
+            rows = [r for r in table if r["mode"] == rule and r["steps"] == steps]
+            if rows and (what == "breadth" or deepest != trained):
+                ax.plot([r["net_calls"] for r in rows], [100 * r[metric] for r in rows],
+                        style, marker="s" if what == "breadth" else "^", color=colours[rule],
+                        label=f"{what}: K trajectories at {steps} steps, {rule}")
+    ax.set(xscale="log", xlabel="net calls per puzzle", ylabel=label)
+    ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return True
+
+
+def plot_fixed_point(table: list, trained: int, path: str, title: str) -> bool:
+    """The deterministic trajectory per supervision step: how far the latent still moves (its
+    relative change, log scale) beside the test accuracy; a latent that stops moving has reached
+    a fixed point, one that keeps moving oscillates or drifts."""
+    rows = [r for r in table if r["mode"] == "residual_by_step"]
+    fig, ax = _scaling_axes(title)
+    steps = [r["steps"] for r in rows]
+    ax.plot(steps, [r["residual"] for r in rows], "o-", color="C3")
+    ax.set(yscale="log", xlabel="supervision step", ylabel="relative change of the latent")
+    ax.axvline(trained, color="gray", lw=0.8, ls=":")
+    acc = ax.twinx()
+    acc.plot(steps, [100 * r["exact"] for r in rows], "s--", color="C0")
+    acc.set_ylabel("test exact accuracy (%)", color="C0")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return True
 
 
 def banner(cfg: dict, train, test, device) -> list:

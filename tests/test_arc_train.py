@@ -222,14 +222,14 @@ class Scripted(torch.nn.Module):
         self.labels, self.stop = labels, stop
 
     def initial_state(self, B):
-        return torch.zeros(B, dtype=torch.long)
+        return torch.zeros(B, dtype=torch.long), torch.ones(B, 1, 1)  # (step, a latent)
 
     def forward(self, state, inputs, ids):
-        k = state + 1
+        k = state[0] + 1
         rows = (inputs.long() * 31 + ids[:, None]).sum(-1)  # (B,) which example this is
         answer = self.labels[rows % len(self.labels)].clone()
         answer[:, :(k[0] - 1).item()] = 2 + (answer[:, :(k[0] - 1).item()] - 1) % 10
-        return k, torch.nn.functional.one_hot(answer.long(), 12).float(), \
+        return (k, state[1]), torch.nn.functional.one_hot(answer.long(), 12).float(), \
             torch.where(self.stop[rows % len(self.labels)] <= k, 1.0, -1.0)
 
     def wants_to_halt(self, q):
@@ -251,7 +251,8 @@ def test_adaptive_votes_take_each_copy_at_its_first_halt(tmp_path):
     model = Scripted(table, stop)
     cfg = dict(device="cpu", eval_batch_size=7)
     votes = test_set.votes([1, 3], adaptive=True)
-    exact, wants, _ = evaluate.run_on_test(model, test_set, cfg, 3, votes=votes)
+    run = evaluate.run_on_test(model, test_set, cfg, 3, votes=votes)
+    exact, wants = run["exact"][:, 0] > 0, run["halt"][:, 0] > 0  # the one trajectory
     fixed, halted = votes.fixed, votes.halted
     assert exact[:, 0].all() and not exact[:, 1:].any()
     assert torch.equal(wants[:, 0], torch.isin(rows, halts_at_1))

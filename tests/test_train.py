@@ -10,7 +10,7 @@ import torch
 
 import data
 from hrm import HRM, HRMConfig
-from lib import bench, config, evaluate, optim, parallel, report
+from lib import bench, config, optim, parallel, report, scaling
 from puzzles import sudoku
 import train
 from trm import TRM, TRMConfig
@@ -386,9 +386,14 @@ def test_eval_only_writes_the_test_time_scaling_curve(tmp_path, model):
     table = train.main(["--eval-only", "--resume", f"{out}/ckpt.pt", "--eval-steps", "4,1,16,2",
                         "--eval-limit", "24", "--threads", "1"])
     lines = open(f"{out}/scaling.csv").read().splitlines()
-    assert lines[0] == "mode,steps,mean_steps,net_calls,exact,puzzles"
+    assert lines[0] == ",".join(scaling.COLUMNS)
     rows = [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]
-    assert len(rows) == len(table) == 8  # 4 step counts x (fixed, adaptive)
+    assert len(rows) == len(table)
+    by_step = [r for r in rows if r["mode"] == "residual_by_step"]  # one per step run
+    assert [int(r["steps"]) for r in by_step] == list(range(1, 17))
+    assert all(float(r["residual"]) > 0 for r in by_step)
+    rows = [r for r in rows if r["mode"] != "residual_by_step"]
+    assert len(rows) == 8  # 4 step counts x (fixed, adaptive)
     calls = {"trm": 2 * (3 + 1), "hrm": 2 * (2 + 1)}[model]  # small presets: T(n+1) or N(T+1)
     for mode in ("fixed", "adaptive"):
         mine = [r for r in rows if r["mode"] == mode]
@@ -404,40 +409,6 @@ def test_eval_only_writes_the_test_time_scaling_curve(tmp_path, model):
             assert 0 <= float(r["exact"]) <= 1 and r["puzzles"] == "24"
     assert rows[0]["exact"] == rows[1]["exact"]  # at most 1 step: both modes give step 1's answer
     assert os.path.getsize(f"{out}/scaling.png") > 0
-
-
-def test_adaptive_halting_returns_the_answer_at_the_first_halt():
-    """A scripted model: puzzle i is answered right from step right_at[i] on, and its head says
-    halt from step halt_at[i] on. The curves must follow by hand."""
-    right_at, halt_at = torch.tensor([1, 3, 5]), torch.tensor([2, 2, 10])
-
-    class Scripted(torch.nn.Module):
-        def initial_state(self, B):
-            return torch.zeros(B, dtype=torch.long)
-
-        def forward(self, step, inputs, ids):
-            step, puzzle = step + 1, inputs[:, 0].long()  # (B,) steps taken, which puzzle
-            right = (step >= right_at[puzzle])[:, None, None]  # logits pick the label 1, or 0
-            logits = torch.where(right, torch.tensor([0.0, 1.0]), torch.tensor([1.0, 0.0]))
-            return step, logits.expand(len(step), 4, 2), (step >= halt_at[puzzle]).float()
-
-        def wants_to_halt(self, q):
-            return q > 0
-
-        def net_calls(self):
-            return 5
-
-    test = data.PuzzleSet("t", "test", torch.arange(3, dtype=torch.uint8)[:, None].repeat(1, 4),
-                          torch.ones(3, 4, dtype=torch.uint8), 2, (2, 2), "sudoku", False, "", {})
-    cfg = dict(device="cpu", eval_limit=0, eval_batch_size=2)
-    table = evaluate.test_time_scaling(Scripted(), test, cfg, [4, 1, 2])
-    got = {(r["mode"], r["steps"]): (round(r["exact"], 4), round(r["mean_steps"], 4))
-           for r in table}
-    assert got[("fixed", 1)] == (round(1 / 3, 4), 1) and got[("fixed", 4)] == (round(2 / 3, 4), 4)
-    # at most 4 steps: puzzles 0 and 1 stop at step 2 (right only puzzle 0), puzzle 2 at step 4
-    assert got[("adaptive", 4)] == (round(1 / 3, 4), round(8 / 3, 4))
-    assert got[("adaptive", 1)] == (round(1 / 3, 4), 1)
-    assert [r["net_calls"] for r in table if r["mode"] == "fixed"] == [5, 10, 20]
 
 
 def test_read_evals_takes_step_time_and_accuracy_from_the_log(tmp_path):

@@ -1,0 +1,162 @@
+"""Recursion at inference: what more test-time compute buys a trained model, along the three axes
+the field measures, and the compute each costs (train.py --eval-only).
+
+depth      more supervision steps than training ran (fixed: the answer after k steps), or the
+           halting head's choice (adaptive: the answer at the first step whose head says stop)
+breadth    K trajectories per puzzle, run as one batch of B*K rows; with --noise sigma each gets
+           Gaussian noise on its latent state at every supervision step (PTRM, arXiv 2605.19943)
+selection  which trajectory's answer counts (SELECTIONS):
+             q         the most confident halting head (PTRM; TRM: q, HRM: Q(halt) - Q(continue))
+             first     the first trajectory to halt, with its answer then ("Speed is Confidence",
+                       arXiv 2601.19085); all K stop there, which is what its compute counts
+             vote      the answer most trajectories give (ties: the more confident)
+             residual  the trajectory nearest a fixed point: the smallest relative change of its
+                       latent in the last step (EqR arXiv 2605.21488, FPRM arXiv 2606.18206)
+           and oracle: any trajectory right, the ceiling no selection rule can pass
+compute    net calls per puzzle = supervision steps x trajectories x net calls per step
+
+The noise (our reading; the PTRM paper gives sigma without fixing its scale here): at every
+supervision step, before the model runs, z <- z + sigma * rms(z) * eps with eps ~ N(0, I) and
+rms(z) the root mean square of each token's latent vector, so sigma is relative to the latent's
+own size (about 1 after the blocks' RMSNorm). The latent is TRM's z and HRM's z_L; the answer
+state (y, z_H) is left alone. A trajectory's noise is drawn from a generator seeded by --seed and
+the batch, so a run is repeatable.
+"""
+import math
+import os
+import time
+from contextlib import nullcontext
+
+import torch
+
+from lib import parallel
+from lib.evaluate import run_on_test
+from lib.report import plot_fixed_point, plot_recursion_scaling, plot_scaling
+
+SELECTIONS = ("q", "first", "vote", "residual")
+
+
+def select(run: dict, rule: str, k: int) -> tuple:
+    """(right (num,) bools, supervision steps each puzzle ran (num,)) when `rule` picks among a
+    run's trajectories after at most k steps."""
+    exact, conf = run["exact"][:, :, :k], run["conf"][:, :, :k]  # (num, K, k)
+    num, K = exact.shape[:2]
+    ran = torch.full((num,), k, device=exact.device)
+    if rule == "oracle":
+        return exact[:, :, -1].amax(1) > 0, ran
+    if rule == "vote":
+        return run["vote"][:, k - 1] > 0, ran
+    if rule == "residual":
+        pick, at = run["residual"][:, :, k - 1].argmin(1), ran - 1
+    elif rule == "q":
+        pick, at = conf[:, :, -1].argmax(1), ran - 1
+    elif rule == "first":  # each trajectory's first halting step (k if it never halts)
+        step_no = torch.arange(1, k + 1, device=exact.device)
+        first = torch.where(run["halt"][:, :, :k] > 0, step_no, k).amin(-1)  # (num, K)
+        earliest = first.amin(1, keepdim=True)  # (num, 1)
+        conf_then = conf.gather(2, (first - 1)[:, :, None])[:, :, 0]  # (num, K)
+        pick = torch.where(first == earliest, conf_then, -math.inf).argmax(1)
+        at, ran = earliest[:, 0] - 1, earliest[:, 0]
+    else:
+        raise ValueError(f"unknown selection rule {rule!r}; choose from {', '.join(SELECTIONS)}")
+    right = exact.gather(1, pick[:, None, None].expand(num, 1, k))[:, 0]  # (num, k)
+    return right.gather(1, at[:, None])[:, 0] > 0, ran
+
+
+def test_time_scaling(model, test, cfg: dict, counts: list, autocast=nullcontext(),
+                      trajectories=(1,), noise: float = 0.0, rules=SELECTIONS) -> list:
+    """Accuracy against test-time compute, one row per (mode, step count, trajectories).
+
+    One deterministic pass to max(counts) steps (more than training's N_sup if asked) gives the
+    depth curves: fixed (the answer after exactly k steps) and adaptive (at the first step whose
+    head says stop, at most k: what inference with learned halting returns, with its mean step
+    count). Each K > 1 in `trajectories` is one more pass of K trajectories with `noise`, scored
+    under every selection rule in `rules` and the oracle. ARC: the rows also carry pass@1 and
+    pass@2 of the voted answers (a pass's trajectories are all votes)."""
+    steps, calls, table = max(counts), model.net_calls(), []
+    passes = [(1, 0.0)] + [(K, noise) for K in sorted(set(trajectories)) if K > 1]
+    for K, sigma in passes:
+        votes = test.votes(counts, adaptive=K == 1)
+        t0 = time.time()
+        run = run_on_test(model, test, cfg, steps, cfg["eval_limit"], votes, autocast, K, sigma)
+        wall, num = time.time() - t0, len(run["exact"])
+        modes = ("fixed", "adaptive") if K == 1 else (*rules, "oracle")
+        for k in sorted(counts):
+            for mode in modes:
+                if mode in ("fixed", "adaptive"):  # one trajectory: "first" is adaptive halting
+                    right, ran = select(run, "q" if mode == "fixed" else "first", k)
+                else:
+                    right, ran = select(run, mode, k)
+                mean_steps = ran.float().mean().item()
+                row = dict(mode=mode, steps=k, trajectories=K, noise=sigma, mean_steps=mean_steps,
+                           net_calls=mean_steps * K * calls, exact=right.float().mean().item(),
+                           puzzles=num, wall_s=wall)
+                if votes is not None:  # ARC: the pooled answers of every copy and trajectory
+                    row.update(votes.passes("adaptive" if mode == "adaptive" else "fixed", k))
+                table.append(row)
+        if K == 1:  # the fixed-point diagnostics of the deterministic trajectory, per step
+            table.extend(dict(mode="residual_by_step", steps=k + 1, trajectories=1, noise=0.0,
+                              mean_steps=k + 1, net_calls=(k + 1) * calls,
+                              exact=run["exact"][:, 0, k].mean().item(),
+                              residual=run["residual"][:, 0, k].mean().item(), puzzles=num,
+                              wall_s=wall) for k in range(steps))
+    return table
+
+
+COLUMNS = ("mode", "steps", "trajectories", "noise", "mean_steps", "net_calls", "exact", "pass@1",
+           "pass@2", "residual", "puzzles", "wall_s")
+
+
+def write_scaling(table: list, out: str) -> str:
+    """test_time_scaling's table as out/scaling.csv (empty cells where a column does not apply);
+    its path."""
+    path = os.path.join(out, "scaling.csv")
+    number = lambda v: "" if v is None else v if isinstance(v, str) else \
+        str(v) if isinstance(v, int) else f"{v:.6g}"
+    with open(path, "w") as f:
+        f.write(",".join(COLUMNS) + "\n")
+        for r in table:
+            f.write(",".join(number(r.get(c)) for c in COLUMNS) + "\n")
+    return path
+
+
+def report(table: list, trained: int, out: str, title: str) -> list:
+    """Write scaling.csv and the three pictures; return the lines to print."""
+    paths = [write_scaling(table, out)]
+    for name, plot in (("scaling.png", plot_scaling), ("recursion_scaling.png",
+                                                       plot_recursion_scaling),
+                       ("fixed_point.png", plot_fixed_point)):
+        if plot(table, trained, os.path.join(out, name), title):
+            paths.append(name)
+    lines = []
+    for r in table:
+        if r["mode"] == "residual_by_step":
+            lines.append(f"fixed point | step {r['steps']:4d} | latent moved {r['residual']:.2e} "
+                         f"(relative) | test exact {r['exact']:.4f}")
+            continue
+        lines.append(f"scaling | {r['mode']:8s} | at most {r['steps']:4d} steps | "
+                     f"{r['trajectories']:3d} trajectories | mean {r['mean_steps']:7.2f} steps, "
+                     f"{r['net_calls']:9.1f} net calls | test exact {r['exact']:.4f}" +
+                     (f" | pass@1 {r['pass@1']:.4f} pass@2 {r['pass@2']:.4f}"
+                      if "pass@2" in r else ""))
+    return lines + [f"wrote {' and '.join(paths)} in {out}"]
+
+
+def eval_only(run) -> list:
+    """--eval-only: accuracy against test-time compute on the --resume (or --official) model, up
+    to --eval-steps supervision steps (default: powers of 2 up to twice the trained maximum),
+    with --trajectories K (each K > 1 one more pass, --noise sigma) under --select's rules;
+    writes scaling.csv, scaling.png, recursion_scaling.png and fixed_point.png."""
+    cfg, trained = run.cfg, run.model.max_steps
+    counts = [int(k) for k in cfg["eval_steps"].split(",")] if cfg.get("eval_steps") else \
+        [2 ** i for i in range(int(math.log2(2 * trained)) + 1)]
+    trajectories = [int(k) for k in str(cfg.get("trajectories") or 1).split(",")]
+    rules = SELECTIONS if cfg.get("select") in (None, "all") else (cfg["select"],)
+    table = test_time_scaling(run.eval_fn, run.test, cfg, counts, run.autocast, trajectories,
+                              cfg.get("noise") or 0.0, rules)
+    if parallel.is_main():
+        title = f"{cfg['model']} on {cfg['task']}, step {run.step}" + \
+            " (GENERATED data)" * run.train.generated
+        for line in report(table, trained, cfg["out"], title):
+            print(line)
+    return table

@@ -1,0 +1,178 @@
+"""Test-time compute (lib/scaling.py): trajectories, noise, the selection rules and their compute."""
+import pytest
+import torch
+
+import data
+import train
+from hrm import HRM, HRMConfig
+from lib import config, evaluate, scaling
+from trm import TRM, TRMConfig
+
+CFG = dict(device="cpu", eval_limit=0, eval_batch_size=4, seed=0)
+
+
+def tiny(Model, Config):
+    torch.manual_seed(0)
+    recursion = dict(n=2, T=2, N_sup=3) if Model is TRM else dict(N=2, T=2, M_max=3)
+    return Model(Config(vocab_size=6, seq_len=8, hidden_size=16, num_heads=2, num_layers=1,
+                        puzzle_emb_len=2, **recursion))
+
+
+def puzzles(n=6):
+    torch.manual_seed(1)
+    x, y = (torch.randint(1, 6, (n, 8), dtype=torch.uint8) for _ in range(2))
+    return data.PuzzleSet("t", "test", x, y, 6, (2, 4), "sudoku", False, "", {})
+
+
+@pytest.mark.parametrize("Model,Config", [(TRM, TRMConfig), (HRM, HRMConfig)])
+def test_without_noise_every_trajectory_is_the_deterministic_run(Model, Config):
+    model, test = tiny(Model, Config), puzzles()
+    one = evaluate.run_on_test(model, test, CFG, 5)
+    many = evaluate.run_on_test(model, test, CFG, 5, K=3)
+    for key in ("exact", "halt", "conf", "residual"):
+        assert torch.equal(many[key], one[key].expand_as(many[key])), key
+    assert torch.equal(many["vote"], one["exact"][:, 0])  # three equal answers: the same answer
+    # and K = 1 is what training's evaluation reports (it runs the trained 3 steps)
+    result = evaluate.evaluate(model, test, CFG)
+    assert result["exact_by_step"] == [round(a, 4) for a in one["exact"][:, 0, :3].mean(0).tolist()]
+
+
+def test_noise_makes_trajectories_differ_and_repeats_with_the_seed():
+    model, test = tiny(TRM, TRMConfig), puzzles()
+    a = evaluate.run_on_test(model, test, CFG, 3, K=4, noise=0.5)
+    b = evaluate.run_on_test(model, test, CFG, 3, K=4, noise=0.5)
+    assert all(torch.equal(a[k], b[k]) for k in ("exact", "conf", "residual"))
+    assert (a["residual"].std(1) > 0).all()  # every puzzle's trajectories went different ways
+    c = evaluate.run_on_test(model, test, {**CFG, "seed": 1}, 3, K=4, noise=0.5)
+    assert not torch.equal(a["residual"], c["residual"])
+
+
+def test_noise_is_relative_to_the_latent():
+    z = torch.randn(2000, 3, 64) * 7
+    _, noisy = evaluate.perturb((z, z), 0.1, torch.Generator().manual_seed(0))
+    ratio = (noisy - z).pow(2).mean().sqrt() / z.pow(2).mean().sqrt()
+    assert ratio.item() == pytest.approx(0.1, rel=0.02)
+
+
+def run_of(exact, halt, conf, residual, vote):
+    """A hand-made run of 1 puzzle, K trajectories, 3 steps (lists indexed [trajectory][step])."""
+    t = lambda v: torch.tensor([v], dtype=torch.float)  # (1, K, 3)
+    return dict(exact=t(exact), halt=t(halt), conf=t(conf), residual=t(residual),
+                vote=torch.tensor([vote], dtype=torch.float))
+
+
+# trajectory 0 halts at step 2 (then wrong) and is the most confident at step 3 (wrong);
+# trajectory 1 halts at step 3 right; trajectory 2 is right at 3 with the smallest residual
+RUN = run_of(exact=[[0, 0, 0], [0, 1, 1], [1, 0, 1]],
+             halt=[[0, 1, 1], [0, 0, 1], [0, 0, 0]],
+             conf=[[-1, 2, 5], [-2, -1, 3], [-3, -2, -1]],
+             residual=[[.5, .2, .3], [.6, .4, .2], [.7, .3, .1]],
+             vote=[0, 1, 1])
+
+
+@pytest.mark.parametrize("rule, k, right, ran", [
+    ("q", 3, False, 3),  # trajectory 0, the most confident at step 3
+    ("q", 1, False, 1),  # trajectory 0 at step 1 (conf -1)
+    ("first", 3, False, 2),  # trajectory 0 halts first, at step 2, with its step-2 answer
+    ("first", 1, False, 1),  # nobody halts by step 1: the most confident, at step 1
+    ("residual", 3, True, 3),  # trajectory 2
+    ("residual", 2, False, 2),  # trajectory 0 (0.2), wrong at step 2
+    ("vote", 3, True, 3), ("vote", 1, False, 1),
+    ("oracle", 3, True, 3), ("oracle", 1, True, 1),  # trajectory 2 is right at step 1
+])
+def test_each_rule_picks_what_it_says(rule, k, right, ran):
+    got_right, got_ran = scaling.select(RUN, rule, k)
+    assert got_right.tolist() == [right] and got_ran.tolist() == [ran]
+
+
+def test_first_to_halt_breaks_ties_by_confidence():
+    run = run_of(exact=[[0, 0], [0, 1]], halt=[[0, 1], [0, 1]], conf=[[0, 1], [0, 2]],
+                 residual=[[1, 1], [1, 1]], vote=[0, 0])
+    assert scaling.select(run, "first", 2)[0].tolist() == [True]
+
+
+def test_majority_counts_equal_answers_and_breaks_ties_by_confidence():
+    answers = torch.tensor([[[1, 2], [3, 4], [1, 2], [3, 4], [5, 5]]])  # (1, 5, 2)
+    assert evaluate.majority(answers, torch.tensor([[0., 1, 0, 0, 9]])).item() == 1  # 3,4 more sure
+    assert evaluate.majority(answers, torch.tensor([[1., 0, 0, 0, 9]])).item() == 0
+    assert evaluate.majority(answers[:, :3], torch.zeros(1, 3)).item() == 0  # 1,2 twice
+
+
+class Scripted(torch.nn.Module):
+    """Puzzle i is answered right from step right_at[i] on, and its head says halt (q = +1, else
+    -1) from step halt_at[i] on; the latent halves every step."""
+    right_at, halt_at = torch.tensor([1, 3, 5]), torch.tensor([2, 2, 10])
+
+    def initial_state(self, B):
+        return torch.zeros(B), torch.ones(B, 1, 1)
+
+    def forward(self, state, inputs, ids):
+        step, puzzle = state[0] + 1, inputs[:, 0].long()
+        right = (step >= self.right_at[puzzle])[:, None, None]
+        logits = torch.where(right, torch.tensor([0.0, 1.0]), torch.tensor([1.0, 0.0]))
+        q = torch.where(step >= self.halt_at[puzzle], 1.0, -1.0)
+        return (step, state[1] / 2), logits.expand(len(step), 4, 2), q
+
+    def wants_to_halt(self, q):
+        return q > 0
+
+    def net_calls(self):
+        return 5
+
+
+THREE = data.PuzzleSet("t", "test", torch.arange(3, dtype=torch.uint8)[:, None].repeat(1, 4),
+                       torch.ones(3, 4, dtype=torch.uint8), 2, (2, 2), "sudoku", False, "", {})
+
+
+def test_adaptive_halting_returns_the_answer_at_the_first_halt():
+    table = scaling.test_time_scaling(Scripted(), THREE, {**CFG, "eval_batch_size": 2}, [4, 1, 2])
+    got = {(r["mode"], r["steps"]): (round(r["exact"], 4), round(r["mean_steps"], 4))
+           for r in table}
+    assert got[("fixed", 1)] == (round(1 / 3, 4), 1) and got[("fixed", 4)] == (round(2 / 3, 4), 4)
+    # at most 4 steps: puzzles 0 and 1 stop at step 2 (right only puzzle 0), puzzle 2 at step 4
+    assert got[("adaptive", 4)] == (round(1 / 3, 4), round(8 / 3, 4))
+    assert got[("adaptive", 1)] == (round(1 / 3, 4), 1)
+    assert [r["net_calls"] for r in table if r["mode"] == "fixed"] == [5, 10, 20]
+
+
+def test_every_row_counts_its_net_calls():
+    test = THREE
+    table = scaling.test_time_scaling(Scripted(), test, {**CFG, "eval_batch_size": 2}, [1, 4],
+                                      trajectories=[1, 3])
+    rows = {(r["mode"], r["steps"], r["trajectories"]): r for r in table}
+    for k in (1, 4):
+        assert rows["fixed", k, 1]["net_calls"] == k * 5
+        assert rows["q", k, 3]["net_calls"] == k * 3 * 5 and rows["oracle", k, 3]["net_calls"] == \
+            k * 3 * 5
+    # with 4 steps, puzzles 0 and 1 halt at step 2 and puzzle 2 runs all 4: all 3 trajectories
+    # stop at the first halt
+    assert rows["first", 4, 3]["mean_steps"] == pytest.approx(8 / 3)
+    assert rows["first", 4, 3]["net_calls"] == pytest.approx(8 / 3 * 3 * 5)
+    assert rows["adaptive", 4, 1]["net_calls"] == pytest.approx(8 / 3 * 5)
+    # without noise the trajectories agree: every rule gives the single trajectory's answer
+    for rule in (*scaling.SELECTIONS, "oracle"):
+        assert rows[rule, 4, 3]["exact"] == rows["adaptive" if rule == "first" else "fixed", 4,
+                                                 1]["exact"]
+    # the latent halves every step: relative change 0.5 at every step
+    assert [r["residual"] for r in table if r["mode"] == "residual_by_step"] == [0.5] * 4
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--trajectories", "0"], "--trajectories '0' must be counts of at least 1"),
+    (["--trajectories", "2,x"], "--trajectories '2,x' must be counts of at least 1"),
+    (["--noise", "-0.1"], "--noise -0.1 must be a finite number of at least 0"),
+    (["--select", "best"], "--select 'best' is not a selection rule; choose one of q, first"),
+])
+def test_a_bad_breadth_flag_is_one_line_before_any_work(tmp_path, flags, message):
+    ckpt = tmp_path / "ckpt.pt"
+    torch.save(dict(config=config.resolve_config(["--task", "sudoku4"]), model={}, step=0,
+                    carry={}), ckpt)
+    with pytest.raises(SystemExit) as e:
+        train.main(["--eval-only", "--resume", str(ckpt), *flags])
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_breadth_needs_a_trained_model():
+    with pytest.raises(SystemExit) as e:
+        config.resolve_config(["--task", "sudoku4", "--trajectories", "4"])
+    assert "use with --eval-only --resume CKPT" in str(e.value)

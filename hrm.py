@@ -22,7 +22,11 @@ Only z_H is read out. The paper's pseudocode (Fig. 4), which this file follows:
 
 The gradient through the last f_L and f_H calls alone is the "one-step" approximation of the
 implicit-function-theorem gradient at a fixed point (paper §2): it assumes the recursion has
-converged, which TRM questions (TRM paper §2.3).
+converged, which TRM questions (TRM paper §2.3). The code numbers the N(T+1) module calls of a
+segment in one sequence, so that the calls that back-propagate can be any final stretch of it,
+grad_window calls long: 2 (the default) is the one-step gradient above, T+1 the last cycle (as
+TRM's last recursion), N(T+1) full backpropagation through the segment. Whatever the window, the
+state carried to the next segment is detached.
 Halting is learned by Q-learning: a halt and a continue logit, the continue target taken from one
 more segment (`continue_target`). Training (the loop over segments with its carry of batch slots)
 lives in train.py, shared with TRM. Weights and layouts match the official code (sapientinc/HRM),
@@ -59,6 +63,8 @@ class HRMConfig:
     # the recursion (paper §2). Careful: TRM's T counts something else (its H_cycles)
     N: int = 2  # high-level cycles: f_H updates per segment (official: H_cycles)
     T: int = 2  # low-level timesteps: f_L updates per high-level cycle (official: L_cycles)
+    # how many of the N(T+1) module calls of a segment, the last ones, back-propagate
+    grad_window: int | None = None  # None: 2, the one-step gradient (Fig. 4); not official
     M_max: int = 16  # max segments (supervision steps); eval always runs all (halt_max_steps)
     halt_exploration_prob: float = 0.1  # epsilon: P(a random minimum of 2..M_max segments)
 
@@ -198,6 +204,11 @@ class HRM(nn.Module):
         self.register_buffer("zH_init", trunc_normal_(torch.empty(D), std=1.0))
         self.register_buffer("zL_init", trunc_normal_(torch.empty(D), std=1.0))
         self.max_steps = c.M_max  # what train.py's evaluation runs
+        # the last grad_window module calls of a segment back-propagate
+        self.grad_window = 2 if c.grad_window is None else c.grad_window
+        if not 1 <= self.grad_window <= self.net_calls():
+            raise ValueError(f"grad_window {self.grad_window} must be 1 .. N(T+1) = "
+                             f"{self.net_calls()}, the module calls of one segment")
 
     def num_params(self) -> int:
         # the puzzle-embedding table is not counted (a buffer in the official code: "27M")
@@ -209,8 +220,8 @@ class HRM(nn.Module):
 
     def calls_per_step(self) -> tuple[int, int]:
         """Module calls per training step: run forward (the segment, and the one more segment of
-        the Q-learning target), and back-propagated (the last f_L and f_H calls)."""
-        return 2 * self.net_calls(), 2
+        the Q-learning target), and back-propagated (the gradient window)."""
+        return 2 * self.net_calls(), self.grad_window
 
     def input_embedding(self, inputs: torch.Tensor, puzzle_ids: torch.Tensor) -> torch.Tensor:
         B, P = inputs.shape[0], self.config.puzzle_emb_len
@@ -238,17 +249,24 @@ class HRM(nn.Module):
     def H_net(self, z_H, z_L):
         return self.run(self.H_layers, z_H, z_L)  # f_H(z_H, z_L): the high level does not
 
-    def segment(self, x, z_H, z_L):
-        """N high-level cycles of T low-level steps; only the last f_L and f_H calls back-propagate
-        (the one-step gradient, paper §2 and Fig. 4)."""
-        N, T = self.config.N, self.config.T
-        with torch.no_grad():
-            for i in range(N * T - 1):
+    def cycles(self, x, z_H, z_L, calls: range):
+        """The module calls numbered `calls` of N high-level cycles in a row, N(T+1) calls in all:
+        each cycle is T f_L calls, then one f_H call."""
+        T = self.config.T
+        for i in calls:
+            if i % (T + 1) < T:
                 z_L = self.L_net(z_L, z_H, x)
-                if (i + 1) % T == 0:
-                    z_H = self.H_net(z_H, z_L)
-        z_L = self.L_net(z_L, z_H, x)
-        z_H = self.H_net(z_H, z_L)
+            else:
+                z_H = self.H_net(z_H, z_L)
+        return z_H, z_L
+
+    def segment(self, x, z_H, z_L):
+        """N high-level cycles of T low-level steps; only the last grad_window module calls
+        back-propagate (paper §2 and Fig. 4, with the default window 2: the one-step gradient)."""
+        start = self.net_calls() - self.grad_window  # calls before the window: no graph kept
+        with torch.no_grad():
+            z_H, z_L = self.cycles(x, z_H, z_L, range(start))
+        z_H, z_L = self.cycles(x, z_H, z_L, range(start, self.net_calls()))
         logits = self.output_head(z_H)[:, self.config.puzzle_emb_len:]  # (B, S, V), prefix dropped
         q = self.Q_head(z_H[:, 0]).float()  # (B, 2): halt and continue logits
         return (z_H.detach(), z_L.detach()), logits, q

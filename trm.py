@@ -2,7 +2,7 @@
 TRM, the Tiny Recursive Model (Jolicoeur-Martineau 2025, arXiv:2510.04871), in one file.
 
 One small network `net` is applied over and over to two states: the embedded answer y and a latent
-reasoning state z. The paper's pseudocode (Fig. 3), which this file follows line for line:
+reasoning state z. The paper's pseudocode (Fig. 3), which this file follows:
 
     def latent_recursion(x, y, z, n=6):
         for i in range(n):            # latent reasoning
@@ -19,6 +19,12 @@ reasoning state z. The paper's pseudocode (Fig. 3), which this file follows line
 
     for x_input, y_true in train_dataloader:  # deep supervision: up to N_sup steps per puzzle
         ...
+
+The code numbers the T(n+1) net calls of a supervision step in one sequence, so that the calls
+that back-propagate can be any final stretch of it, grad_window calls long: n+1 (the default) is
+the last recursion, as above; 2 is HRM's "1-step gradient" (the last z update and the y update);
+T(n+1) is full backpropagation through the step. Whatever the window, the state carried to the
+next supervision step is detached.
 
 Training (the deep-supervision loop with its carry of batch slots) lives in train.py. This file
 holds the model, the halting rule and a loader for official checkpoints: weights and layouts match
@@ -44,12 +50,17 @@ class TRMConfig:
     num_heads: int = 8  # attention heads of size D / num_heads (official: num_heads)
     expansion: float = 4.0  # SwiGLU width factor (official: expansion)
     num_layers: int = 2  # blocks in `net`, the paper's "2 layers" (official: L_layers)
+    # Table 1's "w/ separate f_H, f_L" ablation (82.4% against TRM's 87.4% on Sudoku-Extreme)
+    separate_nets: bool = False  # y updates get their own num_layers blocks, as HRM's f_H
     mlp_t: bool = False  # MLP over the sequence, not attention; no RoPE (§4.5; official: mlp_t)
     puzzle_emb_len: int = 16  # prefix tokens; only the first is non-zero (official: puzzle_emb_len)
     rope_theta: float = 10000.0  # RoPE base (official: rope_theta)
     # the recursion (paper Fig. 3)
     n: int = 6  # latent updates z <- net(x, y, z) per latent_recursion (official: L_cycles)
-    T: int = 3  # latent_recursions per supervision step, T-1 without grad (official: H_cycles)
+    T: int = 3  # latent_recursions per supervision step (official: H_cycles)
+    # how many of the T(n+1) net calls of a step, the last ones, back-propagate (Table 1's
+    # "w/ 1-step gradient" row, 56.5% against 87.4%, is 2; T(n+1) is full backprop)
+    grad_window: int | None = None  # None: n+1, the last recursion (Fig. 3); not official
     N_sup: int = 16  # max supervision steps; eval always runs all (official: halt_max_steps)
     halt_exploration_prob: float = 0.1  # P(a random minimum of 2..N_sup steps), same official name
 
@@ -173,6 +184,9 @@ class TRM(nn.Module):
         # the single network, used for both the latent update and the answer update
         self.net_layers = nn.ModuleList(
             Block(D, L, c.num_heads, c.expansion, c.mlp_t) for _ in range(c.num_layers))
+        if c.separate_nets:  # ablation: a second network, for the answer update only
+            self.y_net_layers = nn.ModuleList(
+                Block(D, L, c.num_heads, c.expansion, c.mlp_t) for _ in range(c.num_layers))
         if not c.mlp_t:
             cos, sin = rope_tables(L, D // c.num_heads, c.rope_theta)
             self.register_buffer("rope_cos", cos, persistent=False)
@@ -188,6 +202,11 @@ class TRM(nn.Module):
         self.register_buffer("y_init", trunc_normal_(torch.empty(D), std=1.0))
         self.register_buffer("z_init", trunc_normal_(torch.empty(D), std=1.0))
         self.max_steps = c.N_sup  # what train.py's evaluation runs
+        # the last grad_window net calls of a supervision step back-propagate
+        self.grad_window = c.n + 1 if c.grad_window is None else c.grad_window
+        if not 1 <= self.grad_window <= self.net_calls():
+            raise ValueError(f"grad_window {self.grad_window} must be 1 .. T(n+1) = "
+                             f"{self.net_calls()}, the net calls of one supervision step")
 
     def num_params(self) -> int:
         # the puzzle-embedding table is not counted, as in the paper's "5M / 7M"
@@ -198,8 +217,8 @@ class TRM(nn.Module):
         return self.config.T * (self.config.n + 1)
 
     def calls_per_step(self) -> tuple[int, int]:
-        """Net calls per training step: run forward, and back-propagated (the last recursion)."""
-        return self.net_calls(), self.config.n + 1
+        """Net calls per training step: run forward, and back-propagated (the gradient window)."""
+        return self.net_calls(), self.grad_window
 
     def input_embedding(self, inputs: torch.Tensor, puzzle_ids: torch.Tensor) -> torch.Tensor:
         B, P = inputs.shape[0], self.config.puzzle_emb_len
@@ -213,27 +232,34 @@ class TRM(nn.Module):
         x = torch.cat([prefix, tokens], dim=1)  # (B, L, D), L = P + S
         return math.sqrt(tokens.shape[-1]) * x
 
-    def net(self, h: torch.Tensor, injection: torch.Tensor) -> torch.Tensor:
-        """Add the injected states, then run the blocks (the paper's net(x, y, z))."""
+    def net(self, h: torch.Tensor, injection: torch.Tensor, answer=False) -> torch.Tensor:
+        """Add the injected states, then run the blocks (the paper's net(x, y, z)). The answer
+        update has blocks of its own only with separate_nets."""
         rope = None if self.config.mlp_t else (self.rope_cos, self.rope_sin)
+        layers = self.y_net_layers if answer and self.config.separate_nets else self.net_layers
         h = h + injection  # (B, L, D)
-        for block in self.net_layers:
+        for block in layers:
             h = block(h, rope)
         return h
 
-    def latent_recursion(self, x, y, z):
-        """n latent updates, then one answer update (Fig. 3, latent_recursion)."""
-        for _ in range(self.config.n):
-            z = self.net(z, y + x)  # latent reasoning sees the question x
-        y = self.net(y, z)  # the answer update does not
+    def latent_recursions(self, x, y, z, calls: range):
+        """The net calls numbered `calls` of T latent recursions in a row, T(n+1) calls in all:
+        each recursion is n latent updates, then one answer update (Fig. 3, latent_recursion)."""
+        n = self.config.n
+        for i in calls:
+            if i % (n + 1) < n:
+                z = self.net(z, y + x)  # latent reasoning sees the question x
+            else:
+                y = self.net(y, z, answer=True)  # the answer update does not
         return y, z
 
     def deep_recursion(self, x, y, z):
-        """T recursions, only the last one back-propagated (Fig. 3, deep_recursion)."""
+        """T recursions, only the last grad_window net calls back-propagated (Fig. 3,
+        deep_recursion, with the default window n+1: the last recursion)."""
+        start = self.net_calls() - self.grad_window  # calls before the window: no graph kept
         with torch.no_grad():
-            for _ in range(self.config.T - 1):
-                y, z = self.latent_recursion(x, y, z)
-        y, z = self.latent_recursion(x, y, z)
+            y, z = self.latent_recursions(x, y, z, range(start))
+        y, z = self.latent_recursions(x, y, z, range(start, self.net_calls()))
         logits = self.output_head(y)[:, self.config.puzzle_emb_len:]  # (B, S, V), prefix dropped
         q_halt = self.Q_head(y[:, 0])[:, 0].float()  # (B,)
         return (y.detach(), z.detach()), logits, q_halt

@@ -13,13 +13,15 @@ from puzzles import csv_format
 
 # -----------------------------------------------------------------------------
 # the presets: every value is a flag below
-# the recursion in each paper's symbols (careful: T means something else in each paper)
-RECURSION = {"trm": ("n", "T", "N_sup"), "hrm": ("N", "T", "M_max")}
+# each model's own settings: the recursion in its paper's symbols (careful: T means something else
+# in each paper), how much of it back-propagates, and TRM's second network (Table 1 ablation)
+RECURSION = {"trm": ("n", "T", "N_sup", "grad_window", "separate_nets"),
+             "hrm": ("N", "T", "M_max", "grad_window")}
 
-TRM_PAPER = dict(net="mlp", hidden=512, heads=8, layers=2, n=6, T=3, N_sup=16, halt_explore=0.1,
-                 prefix_len=16, batch_size=768, grad_accum=1, lr=1e-4, warmup=2000,
-                 weight_decay=1.0, emb_lr=1e-4, emb_weight_decay=1.0, ema=0.999, steps=65100,
-                 eval_every=6510, eval_limit=20000, augment=True, log_every=100)
+TRM_PAPER = dict(net="mlp", hidden=512, heads=8, layers=2, separate_nets=False, n=6, T=3,
+                 N_sup=16, halt_explore=0.1, prefix_len=16, batch_size=768, grad_accum=1, lr=1e-4,
+                 warmup=2000, weight_decay=1.0, emb_lr=1e-4, emb_weight_decay=1.0, ema=0.999,
+                 steps=65100, eval_every=6510, eval_limit=20000, augment=True, log_every=100)
 # HRM: attention, two 4-layer modules, N=T=2, one prefix token, no EMA; 20k epochs = 26,040 steps
 HRM_PAPER = {**{k: v for k, v in TRM_PAPER.items() if k not in RECURSION["trm"]},
              "net": "att", "layers": 4, "N": 2, "T": 2, "M_max": 16, "prefix_len": 1, "ema": 0,
@@ -97,6 +99,17 @@ arg("--N-sup", type=int, dest="N_sup", help="TRM: max supervision steps per puzz
                                             "(halt_max_steps)")
 arg("--N", type=int, help="HRM: high-level cycles per segment (official H_cycles)")
 arg("--M-max", type=int, dest="M_max", help="HRM: max segments per puzzle (halt_max_steps)")
+# TRM's Table 1 ablations on Sudoku-Extreme (full TRM 87.4%), each a flag: --grad-window 2 (w/
+# 1-step gradient, 56.5%), --separate-nets (w/ separate f_H, f_L, 82.4%), --ema 0 (no EMA, 79.9%),
+# --layers 4 --n 3 (w/ 4 layers, n=3, 79.5%), --net att (w/ self-attention, 74.7%)
+arg("--grad-window", type=int, metavar="K",
+    help="net calls that back-propagate, the last K of each supervision step; the earlier ones "
+         "run without gradient. TRM: 1 .. T(n+1), default n+1 (the last recursion), 2 = the "
+         "1-step gradient; HRM: 1 .. N(T+1), default 2 (the 1-step gradient); the maximum, "
+         "T(n+1) or N(T+1), is full backprop through the step (never across steps)")
+arg("--separate-nets", action="store_true", default=None,
+    help="TRM: the y updates get a second network of --layers blocks, as HRM's f_H; the z "
+         "updates keep the first")
 arg("--halt-explore", type=float, help="probability a puzzle must run a random 2..N_sup steps")
 arg("--prefix-len", type=int, help="puzzle-embedding prefix tokens (official puzzle_emb_len)")
 # optimisation
@@ -153,9 +166,9 @@ arg("--threads", type=int, help="CPU threads for torch (default: torch's choice)
 
 
 # every numeric flag's valid values, checked before any data is loaded or model built
-AT_LEAST_ONE = ("hidden", "heads", "layers", "n", "T", "N_sup", "N", "M_max", "prefix_len",
-                "batch_size", "grad_accum", "steps", "warmup", "eval_every", "eval_batch_size",
-                "log_every", "bench", "threads")
+AT_LEAST_ONE = ("hidden", "heads", "layers", "n", "T", "N_sup", "N", "M_max", "grad_window",
+                "prefix_len", "batch_size", "grad_accum", "steps", "warmup", "eval_every",
+                "eval_batch_size", "log_every", "bench", "threads")
 AT_LEAST_ZERO = ("weight_decay", "emb_weight_decay", "eval_limit", "num_aug")
 POSITIVE = ("lr", "emb_lr", "minutes")
 
@@ -181,6 +194,15 @@ def check_config(cfg: dict):
         if v < least or (key in POSITIVE and v == 0):
             must = f"at least {least}" if key not in POSITIVE else "above 0"
             fail(f"{flag(key)} {v} must be {must}")
+    if cfg.get("grad_window") is not None:  # the window must fit into one supervision step
+        trm = cfg["model"] == "trm"
+        calls = cfg["T"] * (cfg["n"] + 1) if trm else cfg["N"] * (cfg["T"] + 1)
+        if cfg["grad_window"] > calls:
+            count = f"T {cfg['T']} x (n {cfg['n']} + 1)" if trm else \
+                f"N {cfg['N']} x (T {cfg['T']} + 1)"
+            fail(f"--grad-window {cfg['grad_window']} is more than the {calls} = {count} net calls "
+                 f"of one supervision step; --grad-window {calls} back-propagates through all "
+                 f"of them (full BPTT)")
     if not 0 <= cfg["ema"] < 1:
         fail(f"--ema {cfg['ema']} must be in [0, 1): the EMA rate (0 = evaluate the raw weights)")
     if not 0 <= cfg["halt_explore"] <= 1:
@@ -291,6 +313,10 @@ def resolve_config(argv=None) -> dict:
         fail("--official scores a checkpoint of the official code: use it with --eval-only and "
              "without --resume")
     saved = read_checkpoint(args["resume"])["config"] if args["resume"] else None
+    if saved:  # a model setting added after the checkpoint was written: it ran the preset's
+        # value (None: the model's default)
+        preset = PRESETS[saved["model"]].get(saved["task"], {})
+        saved = {**saved, **{k: preset.get(k) for k in RECURSION[saved["model"]] if k not in saved}}
     if args["eval_only"] and not args["official"]:
         if not saved:
             fail("--eval-only evaluates a checkpoint: give it with --resume CKPT (or an official "

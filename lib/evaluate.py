@@ -36,15 +36,19 @@ def relative_change(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
     return (new - old).float().flatten(1).norm(dim=1) / old.float().flatten(1).norm(dim=1)
 
 
-def majority(answers: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
-    """Index (B,) of the trajectory whose answer (answers (B, K, S) tokens) most trajectories give;
-    among equally common answers, the one with the most confident head (conf (B, K))."""
-    # one 64-bit fingerprint per answer (random weights: equal answers, equal sums; different
-    # answers collide with probability ~2^-64), so K answers compare in (B, K, K), not (B, K, K, S)
+def fingerprint(answers: torch.Tensor) -> torch.Tensor:
+    """One 64-bit number per answer (answers (..., S) tokens -> (...)): equal answers get equal
+    numbers, different ones collide with probability about 2^-64 (random weights, wrapping sums),
+    so K answers compare in (K, K) instead of (K, K, S)."""
     weights = torch.randint(-2**62, 2**62, (answers.shape[-1],), device=answers.device,
                             generator=torch.Generator(answers.device).manual_seed(0))
-    print_ = (answers.long() * weights).sum(-1)  # (B, K)
-    count = (print_[:, :, None] == print_[:, None, :]).sum(-1)  # (B, K) trajectories agreeing
+    return (answers.long() * weights).sum(-1)
+
+
+def majority(prints: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
+    """Index (B,) of the trajectory whose answer (prints (B, K): fingerprints) most trajectories
+    give; among equally common answers, the one with the most confident head (conf (B, K))."""
+    count = (prints[:, :, None] == prints[:, None, :]).sum(-1)  # (B, K) trajectories agreeing
     return (count + 0.5 * torch.sigmoid(conf)).argmax(1)  # the sigmoid only breaks ties
 
 
@@ -56,8 +60,8 @@ def run_on_test(model, test, cfg: dict, steps: int, limit: int = 0, votes=None,
     fresh state, in one batch of B*K rows; with noise, Gaussian noise on the latent before every
     step (perturb). Returns, on the device, per example, trajectory and step ((num, K, steps)):
     exact (is its answer right), halt (does its head say stop), conf (its confidence), residual
-    (relative change of the latent in that step); vote (num, steps): is the answer most of the K
-    give right; cell: the cell accuracy after the last step. `votes` (the task's, test.votes)
+    (relative change of the latent in that step), answer (its fingerprint, for votes); cell: the
+    cell accuracy after the last step. `votes` (the task's, test.votes)
     receives every step's answers, every trajectory's as one more vote. Under torchrun each rank
     runs every world()-th batch, and every rank gets the whole result."""
     model.eval()
@@ -65,7 +69,7 @@ def run_on_test(model, test, cfg: dict, steps: int, limit: int = 0, votes=None,
     num = len(test) if votes is not None else min(limit or len(test), len(test))
     out = {k: torch.zeros(num, K, steps, device=device) for k in ("exact", "halt", "conf",
                                                                  "residual")}
-    out["vote"] = torch.zeros(num, steps, device=device)
+    out["answer"] = torch.zeros(num, K, steps, dtype=torch.long, device=device)
     cell = torch.zeros((), device=device)
     generator = torch.Generator(device)
     for b, batch in enumerate(test.eval_batches(cfg["eval_batch_size"], limit)):
@@ -88,8 +92,7 @@ def run_on_test(model, test, cfg: dict, steps: int, limit: int = 0, votes=None,
             state = new
             for key, value in (("exact", right), ("halt", halt), ("conf", conf)):
                 out[key][rows, :, k] = value.float().view(B, K)
-            pick = majority(logits.argmax(-1).view(B, K, -1), conf.view(B, K))  # (B,)
-            out["vote"][rows, k] = right.view(B, K).float().gather(1, pick[:, None])[:, 0]
+            out["answer"][rows, :, k] = fingerprint(logits.argmax(-1)).view(B, K)
             if votes is not None:
                 votes.add(k + 1, rows.repeat_interleave(K).cpu(), logits, q_halt_of(q), halt)
         cell += cells.sum() / K

@@ -119,9 +119,15 @@ def same_weights(model: torch.nn.Module):
 
 
 def sum_over_ranks(values: dict) -> dict:
-    """{name: tensor} summed over the ranks (the same dict on every rank)."""
+    """{name: tensor} summed over the ranks (the same dict on every rank); a single tensor keeps
+    its dtype (64-bit integers stay exact), several are summed as one float32 stack."""
     if world() == 1:
         return values
+    if len(values) == 1:
+        (name, t), = values.items()
+        t = t.clone()
+        dist.all_reduce(t)
+        return {name: t}
     flat = torch.stack([v.float() for v in values.values()])
     dist.all_reduce(flat)
     return dict(zip(values, flat))

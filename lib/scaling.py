@@ -4,7 +4,9 @@ the field measures, and the compute each costs (train.py --eval-only).
 depth      more supervision steps than training ran (fixed: the answer after k steps), or the
            halting head's choice (adaptive: the answer at the first step whose head says stop)
 breadth    K trajectories per puzzle, run as one batch of B*K rows; with --noise sigma each gets
-           Gaussian noise on its latent state at every supervision step (PTRM, arXiv 2605.19943)
+           Gaussian noise on its latent state at every supervision step (PTRM, arXiv 2605.19943).
+           One pass runs the largest K asked for; a smaller K is scored on its first K
+           trajectories, which are K independent trajectories all the same
 selection  which trajectory's answer counts (SELECTIONS):
              q         the most confident halting head (PTRM; TRM: q, HRM: Q(halt) - Q(continue))
              first     the first trajectory to halt, with its answer then ("Speed is Confidence",
@@ -30,7 +32,7 @@ from contextlib import nullcontext
 import torch
 
 from lib import parallel
-from lib.evaluate import run_on_test
+from lib.evaluate import majority, run_on_test
 from lib.report import plot_fixed_point, plot_recursion_scaling, plot_scaling
 
 SELECTIONS = ("q", "first", "vote", "residual")
@@ -45,8 +47,8 @@ def select(run: dict, rule: str, k: int) -> tuple:
     if rule == "oracle":
         return exact[:, :, -1].amax(1) > 0, ran
     if rule == "vote":
-        return run["vote"][:, k - 1] > 0, ran
-    if rule == "residual":
+        pick, at = majority(run["answer"][:, :, k - 1], conf[:, :, -1]), ran - 1
+    elif rule == "residual":
         pick, at = run["residual"][:, :, k - 1].argmin(1), ran - 1
     elif rule == "q":
         pick, at = conf[:, :, -1].argmax(1), ran - 1
@@ -70,30 +72,33 @@ def test_time_scaling(model, test, cfg: dict, counts: list, autocast=nullcontext
     One deterministic pass to max(counts) steps (more than training's N_sup if asked) gives the
     depth curves: fixed (the answer after exactly k steps) and adaptive (at the first step whose
     head says stop, at most k: what inference with learned halting returns, with its mean step
-    count). Each K > 1 in `trajectories` is one more pass of K trajectories with `noise`, scored
-    under every selection rule in `rules` and the oracle. ARC: the rows also carry pass@1 and
-    pass@2 of the voted answers (a pass's trajectories are all votes)."""
+    count), and the latent's relative change per step (the fixed-point diagnostics). If
+    `trajectories` asks for more than one, one more pass runs the largest K with `noise`, and
+    each K asked for is scored on its first K trajectories (K independent noisy trajectories,
+    whatever the others did) under every rule in `rules` and the oracle: net calls count K
+    trajectories, wall_s is the time of the pass that ran them all. ARC: the rows of the largest
+    K (and of one trajectory) also carry pass@1 and pass@2 of the voted answers."""
     steps, calls, table = max(counts), model.net_calls(), []
-    passes = [(1, 0.0)] + [(K, noise) for K in sorted(set(trajectories)) if K > 1]
-    for K, sigma in passes:
+    widths = sorted({K for K in trajectories if K > 1})
+    for K, sigma in [(1, 0.0)] + ([(widths[-1], noise)] if widths else []):
         votes = test.votes(counts, adaptive=K == 1)
         t0 = time.time()
         run = run_on_test(model, test, cfg, steps, cfg["eval_limit"], votes, autocast, K, sigma)
         wall, num = time.time() - t0, len(run["exact"])
-        modes = ("fixed", "adaptive") if K == 1 else (*rules, "oracle")
-        for k in sorted(counts):
-            for mode in modes:
-                if mode in ("fixed", "adaptive"):  # one trajectory: "first" is adaptive halting
-                    right, ran = select(run, "q" if mode == "fixed" else "first", k)
-                else:
-                    right, ran = select(run, mode, k)
-                mean_steps = ran.float().mean().item()
-                row = dict(mode=mode, steps=k, trajectories=K, noise=sigma, mean_steps=mean_steps,
-                           net_calls=mean_steps * K * calls, exact=right.float().mean().item(),
-                           puzzles=num, wall_s=wall)
-                if votes is not None:  # ARC: the pooled answers of every copy and trajectory
-                    row.update(votes.passes("adaptive" if mode == "adaptive" else "fixed", k))
-                table.append(row)
+        for width in [1] if K == 1 else widths:
+            first = {key: v[:, :width] for key, v in run.items() if key != "cell"}
+            for k in sorted(counts):
+                for mode in ("fixed", "adaptive") if K == 1 else (*rules, "oracle"):
+                    # one trajectory: fixed is its answer at k, adaptive its first halt
+                    rule = dict(fixed="q", adaptive="first").get(mode, mode)
+                    right, ran = select(first, rule, k)
+                    mean_steps = ran.float().mean().item()
+                    row = dict(mode=mode, steps=k, trajectories=width, noise=sigma,
+                               mean_steps=mean_steps, net_calls=mean_steps * width * calls,
+                               exact=right.float().mean().item(), puzzles=num, wall_s=wall)
+                    if votes is not None and width == K:  # ARC: the pooled answers
+                        row.update(votes.passes("adaptive" if mode == "adaptive" else "fixed", k))
+                    table.append(row)
         if K == 1:  # the fixed-point diagnostics of the deterministic trajectory, per step
             table.extend(dict(mode="residual_by_step", steps=k + 1, trajectories=1, noise=0.0,
                               mean_steps=k + 1, net_calls=(k + 1) * calls,

@@ -31,7 +31,7 @@ def test_without_noise_every_trajectory_is_the_deterministic_run(Model, Config):
     many = evaluate.run_on_test(model, test, CFG, 5, K=3)
     for key in ("exact", "halt", "conf", "residual"):
         assert torch.equal(many[key], one[key].expand_as(many[key])), key
-    assert torch.equal(many["vote"], one["exact"][:, 0])  # three equal answers: the same answer
+    assert torch.equal(many["answer"], one["answer"].expand_as(many["answer"]))
     # and K = 1 is what training's evaluation reports (it runs the trained 3 steps)
     result = evaluate.evaluate(model, test, CFG)
     assert result["exact_by_step"] == [round(a, 4) for a in one["exact"][:, 0, :3].mean(0).tolist()]
@@ -54,20 +54,22 @@ def test_noise_is_relative_to_the_latent():
     assert ratio.item() == pytest.approx(0.1, rel=0.02)
 
 
-def run_of(exact, halt, conf, residual, vote):
-    """A hand-made run of 1 puzzle, K trajectories, 3 steps (lists indexed [trajectory][step])."""
+def run_of(exact, halt, conf, residual, answer):
+    """A hand-made run of 1 puzzle, K trajectories, 3 steps (lists indexed [trajectory][step];
+    answer: which answer each gives, as a number)."""
     t = lambda v: torch.tensor([v], dtype=torch.float)  # (1, K, 3)
     return dict(exact=t(exact), halt=t(halt), conf=t(conf), residual=t(residual),
-                vote=torch.tensor([vote], dtype=torch.float))
+                answer=torch.tensor([answer]))
 
 
 # trajectory 0 halts at step 2 (then wrong) and is the most confident at step 3 (wrong);
-# trajectory 1 halts at step 3 right; trajectory 2 is right at 3 with the smallest residual
+# trajectory 1 halts at step 3 right; trajectory 2 is right at 3 with the smallest residual;
+# at step 3 trajectories 1 and 2 give the same (right) answer, before that all differ
 RUN = run_of(exact=[[0, 0, 0], [0, 1, 1], [1, 0, 1]],
              halt=[[0, 1, 1], [0, 0, 1], [0, 0, 0]],
              conf=[[-1, 2, 5], [-2, -1, 3], [-3, -2, -1]],
              residual=[[.5, .2, .3], [.6, .4, .2], [.7, .3, .1]],
-             vote=[0, 1, 1])
+             answer=[[1, 2, 3], [4, 5, 6], [7, 8, 6]])
 
 
 @pytest.mark.parametrize("rule, k, right, ran", [
@@ -77,7 +79,8 @@ RUN = run_of(exact=[[0, 0, 0], [0, 1, 1], [1, 0, 1]],
     ("first", 1, False, 1),  # nobody halts by step 1: the most confident, at step 1
     ("residual", 3, True, 3),  # trajectory 2
     ("residual", 2, False, 2),  # trajectory 0 (0.2), wrong at step 2
-    ("vote", 3, True, 3), ("vote", 1, False, 1),
+    ("vote", 3, True, 3),  # two of three give the right answer
+    ("vote", 2, False, 2),  # three different answers: the most confident, trajectory 0
     ("oracle", 3, True, 3), ("oracle", 1, True, 1),  # trajectory 2 is right at step 1
 ])
 def test_each_rule_picks_what_it_says(rule, k, right, ran):
@@ -87,15 +90,17 @@ def test_each_rule_picks_what_it_says(rule, k, right, ran):
 
 def test_first_to_halt_breaks_ties_by_confidence():
     run = run_of(exact=[[0, 0], [0, 1]], halt=[[0, 1], [0, 1]], conf=[[0, 1], [0, 2]],
-                 residual=[[1, 1], [1, 1]], vote=[0, 0])
+                 residual=[[1, 1], [1, 1]], answer=[[0, 0], [1, 1]])
     assert scaling.select(run, "first", 2)[0].tolist() == [True]
 
 
 def test_majority_counts_equal_answers_and_breaks_ties_by_confidence():
     answers = torch.tensor([[[1, 2], [3, 4], [1, 2], [3, 4], [5, 5]]])  # (1, 5, 2)
-    assert evaluate.majority(answers, torch.tensor([[0., 1, 0, 0, 9]])).item() == 1  # 3,4 more sure
-    assert evaluate.majority(answers, torch.tensor([[1., 0, 0, 0, 9]])).item() == 0
-    assert evaluate.majority(answers[:, :3], torch.zeros(1, 3)).item() == 0  # 1,2 twice
+    prints = evaluate.fingerprint(answers)  # (1, 5)
+    assert prints[0, 0] == prints[0, 2] and len(set(prints[0].tolist())) == 3
+    assert evaluate.majority(prints, torch.tensor([[0., 1, 0, 0, 9]])).item() == 1  # 3,4 more sure
+    assert evaluate.majority(prints, torch.tensor([[1., 0, 0, 0, 9]])).item() == 0
+    assert evaluate.majority(prints[:, :3], torch.zeros(1, 3)).item() == 0  # 1,2 twice
 
 
 class Scripted(torch.nn.Module):

@@ -149,7 +149,7 @@ class Block(nn.Module):
 
     mix is attention over the sequence, or with mlp_t an MLP over the sequence axis shared by all
     channels (paper §4.5). With mlp_t the first norm is taken over the sequence axis too, because
-    the official code normalises before transposing back (spec trm.md §1.4)."""
+    the official code normalises before transposing back (models/recursive_reasoning/trm.py)."""
 
     def __init__(self, d: int, seq_len: int, num_heads: int, expansion: float, mlp_t: bool):
         super().__init__()

@@ -1,6 +1,7 @@
-"""The flags of train.py and the presets they start from: the official recipes (spec trm.md §4,
-hrm.md §3) and small CPU tasks. resolve_config() turns a command line into the one plain dict a
-run uses, and that dict is saved in every checkpoint."""
+"""The flags of train.py and the presets they start from: the official recipes (the config/ files
+of SamsungSAILMontreal/TinyRecursiveModels and sapientinc/HRM, and their README commands) and
+small CPU tasks. resolve_config() turns a command line into the one plain dict a run uses, and
+that dict is saved in every checkpoint."""
 import argparse
 import math
 import os
@@ -34,7 +35,7 @@ SMALL = dict(net="mlp", hidden=64, heads=4, prefix_len=1, batch_size=64, lr=3e-3
              eval_limit=1000, log_every=50)
 TRM_SMALL = {**TRM_PAPER, **SMALL, "n": 3, "T": 2, "N_sup": 8}
 HRM_SMALL = {**HRM_PAPER, **SMALL, "layers": 2, "N": 2, "T": 2, "M_max": 8}
-# ARC (spec arc.md §4): TRM-Att as the official README command, with n = 4 (L_cycles; the paper
+# ARC: TRM-Att as the official README's command, with n = 4 (L_cycles; the paper
 # says 6, and a model card of the re-trained checkpoints calls the 4 accidental), lr 1e-4, puzzle
 # embedding lr 1e-2, weight decay 0.1 for both, EMA 0.999, 1000 augmented copies per task.
 # 100k epochs of the official sampler = 518,226 steps for ARC-1 and 722,098 for ARC-2 (the
@@ -67,7 +68,7 @@ PRESETS = {
         # batch 64 stalled at 82-84% (lr 3e-3) or 73% (lr 1e-3); 128 passed 90% (measured)
         "sudoku6": {**HRM_SMALL, "steps": 1200, "batch_size": 128},
         "maze-small": {**HRM_SMALL, "steps": 4300},
-        # HRM's ARC config is the same recipe (spec arc.md §5), without an EMA: HRM has none
+        # HRM's ARC config is the same recipe (sapientinc/HRM's cfg_pretrain.yaml), without an EMA
         **{task: {**HRM_PAPER, **ARC, **steps, "ema": 0} for task, steps in ARC_STEPS.items()},
         "arc-mini": {**HRM_SMALL, **ARC_MINI},
     },

@@ -266,6 +266,25 @@ def test_adaptive_votes_take_each_copy_at_its_first_halt(tmp_path):
     assert halted[1].score()[0] == fixed[1].score()[0]
 
 
+def test_trajectories_become_more_votes(tmp_path):
+    """Each of K trajectories of a copy votes: without noise K equal answers count K times, so
+    the ranking, and pass@K, are those of one trajectory, with K times the votes."""
+    _, test_set = data.load_task("arc-mini", data_dir=write_mini(tmp_path, hand_tasks(5)),
+                                 num_aug=3, **QUIET)
+    inputs, labels, ids = arc.examples(test_set.plan, "test", np.arange(len(test_set)))
+    rows = torch.from_numpy((inputs.astype(np.int64) * 31 + ids[:, None]).sum(-1))
+    table = torch.zeros(int(rows.max()) + 1, 36, dtype=torch.long)
+    table[rows] = torch.from_numpy(labels).long()
+    model, cfg = Scripted(table, torch.full((len(table),), 99)), dict(device="cpu",
+                                                                     eval_batch_size=7)
+    one, three = test_set.votes([2]), test_set.votes([2])
+    evaluate.run_on_test(model, test_set, cfg, 2, votes=one)
+    evaluate.run_on_test(model, test_set, cfg, 2, votes=three, K=3)
+    assert one.fixed[2].score()[0] == three.fixed[2].score()[0]
+    counts = lambda v: sorted(n for pool in v.fixed[2].pools.values() for _, n, _ in pool.values())
+    assert counts(three) == [3 * n for n in counts(one)]
+
+
 def test_votes_batch_by_batch_equal_scoring_at_once(tmp_path):
     _, test_set = data.load_task("arc-mini", data_dir=write_mini(tmp_path, hand_tasks(5)),
                                  num_aug=4, **QUIET)

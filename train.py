@@ -30,14 +30,14 @@ import math
 import os
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 
 import torch
 
 import data
 from hrm import HRM, HRMConfig
-from lib import checkpoint, config, device as devices, official, parallel
+from lib import checkpoint, config, official, parallel
 from lib.bench import bench
 from lib.config import RECURSION, fail, resolve_config
 from lib.evaluate import eval_line, evaluate, solve_mode
@@ -248,6 +248,72 @@ class Run:
     evals: list = field(default_factory=list)  # one dict per evaluation
 
 
+def check_device(device: str | None):
+    """None (the first available) or a device this machine has: cpu, cuda[:i], mps."""
+    if device is None:
+        return
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()):
+        fail(f"--device {device!r} is not one of cpu, cuda, cuda:N, mps")
+    if kind == "cuda" and not torch.cuda.is_available():
+        fail(f"--device {device}: this machine has no CUDA GPU that torch {torch.__version__} can "
+             f"use; leave --device out (or say cpu)")
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        fail(f"--device {device}: there are only {torch.cuda.device_count()} CUDA devices")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        fail("--device mps: this machine has no Apple GPU that torch can use; leave --device out")
+
+
+def device_probes(device) -> dict:
+    """What --bench asks of the device: wait for it, reset and read its peak memory, its name."""
+    if device.type == "cuda":
+        gib = lambda: torch.cuda.max_memory_allocated() / 2**30
+        return dict(sync=torch.cuda.synchronize, reset=torch.cuda.reset_peak_memory_stats,
+                    memory=lambda: f"peak memory {gib():.2f} GiB",
+                    name=torch.cuda.get_device_name(device))
+    import resource  # Unix only: the whole process's peak resident memory (Linux: KiB)
+    rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return dict(sync=lambda: None, reset=lambda: None, memory=lambda: f"peak RSS {rss():.2f} GiB",
+                name="")
+
+
+def setup_device(cfg: dict):
+    """Threads, device (under torchrun: this rank's GPU), compute dtype and the seed; returns
+    (device, autocast context)."""
+    check_device(cfg["device"])
+    if cfg["threads"]:
+        torch.set_num_threads(cfg["threads"])
+    cfg["device"] = cfg["device"] or ("cuda" if torch.cuda.is_available() else
+                                      "mps" if torch.backends.mps.is_available() else "cpu")
+    local = parallel.start("nccl" if cfg["device"].startswith("cuda") else "gloo")
+    cfg["ranks"] = parallel.world()
+    if cfg["ranks"] > 1 and cfg["device"].startswith("cuda"):
+        cfg["device"] = f"cuda:{local}"
+        torch.cuda.set_device(local)
+    device = torch.device(cfg["device"])
+    cfg["dtype"] = cfg["dtype"] or ("bf16" if device.type == "cuda" else "fp32")
+    # deviation: bf16 through autocast (fp32 master weights, matmuls in bf16) rather than casting
+    # every weight and activation to bf16 by hand as the official code does
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg["dtype"] == "bf16" \
+        else nullcontext()
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    torch.manual_seed(cfg["seed"])  # the same on every rank: the same initial weights
+    return device, autocast
+
+
+def random_state(device) -> dict:
+    """This process's random state: the CPU generator's, and the GPU's on CUDA."""
+    return dict(cpu=torch.get_rng_state(),
+                cuda=torch.cuda.get_rng_state() if device.type == "cuda" else None)
+
+
+def restore_random_state(device, rng: dict):
+    torch.set_rng_state(rng["cpu"])
+    if device.type == "cuda" and rng["cuda"] is not None:
+        torch.cuda.set_rng_state(rng["cuda"])
+
+
 def model_config(cfg: dict, train) -> tuple:
     """(model class, its config) for the run: from the flags and the training set, or with
     --official from the checkpoint's all_config.yaml (official.prepare)."""
@@ -341,7 +407,7 @@ def evaluate_and_save(run: Run, last: bool, progress: Progress):
     progress.log(eval_line(run.step, result, fmt_time(time.time() - progress.t0)))
     if parallel.is_main():
         write_json(cfg["out"], files)
-    checkpoint.save(run)
+    checkpoint.save(run, random_state(run.device))
     if parallel.is_main():
         title = f"{cfg['model']} on {cfg['task']}" + " (GENERATED data)" * run.train.generated
         plot_curves(run.history, run.evals, os.path.join(cfg["out"], "curves.png"), title)
@@ -401,7 +467,7 @@ def main(argv=None):
     cfg = resolve_config(argv)
     if cfg.get("official"):
         official.prepare(cfg)
-    device, autocast = devices.setup(cfg)
+    device, autocast = setup_device(cfg)
     if not parallel.is_main():  # under torchrun rank 0 speaks for all and writes every file
         sys.stdout = open(os.devnull, "w")
     with claim_out(cfg["out"]) if parallel.is_main() else open(os.devnull, "w") as log_file:
@@ -414,7 +480,9 @@ def main(argv=None):
         if cfg["dry_run"]:
             return None
         if cfg["resume"]:
-            checkpoint.load(run, cfg["resume"])
+            rng = checkpoint.load(run, cfg["resume"])
+            if rng is not None:  # this rank's random state, to go on as if never stopped
+                restore_random_state(run.device, rng)
         if cfg.get("official"):
             official.load_weights(run.model, cfg["official_file"])
             run.step = cfg["official_step"]
@@ -423,7 +491,7 @@ def main(argv=None):
         if cfg["eval_only"]:
             return eval_only(run)
         if cfg["bench"]:
-            return bench(run, train_step, devices.probes(device))
+            return bench(run, train_step, device_probes(device))
         return train_loop(run)
 
 

@@ -32,7 +32,7 @@ def peak_flops(gpu_name: str) -> float | None:
 def bench(run, train_step, probes: dict):
     """Time run.cfg["bench"] optimiser steps (train_step(run, step)) after 3 warm-up steps (and
     compilation), then evaluation throughput; print both. probes: what the device is asked (sync,
-    reset, memory, name: lib/device.py's probes, where the device-specific calls live)."""
+    reset, memory, name: train.py's device_probes, where the device-specific calls live)."""
     cfg, model, sync = run.cfg, run.model, probes["sync"]
     for step in range(3):
         train_step(run, step)

@@ -8,13 +8,11 @@ from lib import parallel
 from lib.config import read_checkpoint
 
 
-def save(run):
-    """Called on every rank: the whole carry and each rank's random state go to rank 0, which
-    writes the file."""
+def save(run, rng: dict):
+    """Called on every rank: the whole carry and each rank's random state (rng, from train.py)
+    go to rank 0, which writes the file."""
     carry = parallel.gather_slots(run.carry)
-    rng = parallel.gather_objects(dict(
-        cpu=torch.get_rng_state(),
-        cuda=torch.cuda.get_rng_state() if run.device.type == "cuda" else None))
+    rng = parallel.gather_objects(rng)
     if not parallel.is_main():
         return
     # the EMA weights without the puzzle-embedding table, which both models share: it is saved
@@ -37,6 +35,8 @@ def ema_weights(ckpt: dict) -> dict:
 
 
 def load(run, path: str):
+    """Load everything into run; return this rank's random state to restore (None when only
+    evaluating)."""
     ckpt = read_checkpoint(path, map_location=run.device)
     run.model.load_state_dict(ckpt["model"])
     run.ema_model.load_state_dict(ema_weights(ckpt))
@@ -45,9 +45,6 @@ def load(run, path: str):
     run.step, run.history, run.evals = ckpt["step"], ckpt["history"], ckpt["evals"]
     print(f"resumed from {path} at step {run.step}")
     if run.cfg["eval_only"]:  # evaluation starts from fresh states: any number of ranks will do
-        return
+        return None
     run.carry = parallel.slots(ckpt["carry"], parallel.my_slots(run.cfg["batch_size"]))
-    rng = ckpt["rng"][parallel.rank()]  # config.resumed made sure the rank count is the same
-    torch.set_rng_state(rng["cpu"])
-    if run.device.type == "cuda" and rng["cuda"] is not None:
-        torch.cuda.set_rng_state(rng["cuda"])
+    return ckpt["rng"][parallel.rank()]  # config.resumed made sure the rank count is the same

@@ -23,6 +23,7 @@ def test_the_table_summarises_every_seed_of_every_row(tmp_path):
         for r in mine:
             written = json.loads((out / f"{r['key']}-seed{r['seed']}" / "results.json").read_text())
             assert r["exact"] == written["test_exact"] and r["steps"] == written["step"] == 2
+            assert r["cell"] == written["test_cell"]
             assert r["peak_mib"] > 50  # a torch process: its own peak, not the parent's
         values = [r["exact"] for r in mine]
         assert row["exact"] == statistics.mean(values)

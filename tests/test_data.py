@@ -3,6 +3,7 @@ the CSV loader rejects malformed rows, and the download / fallback path works (l
 import csv
 import hashlib
 import itertools
+import json
 import random
 import shutil
 import socket
@@ -20,8 +21,15 @@ import data
 from puzzles import csv_format, generated, maze, sudoku
 from puzzles.common import dihedral_maps
 
-SHARED_1K = Path(__file__).parents[2] / "shared" / "data" / "sudoku-extreme-1k"
-MAZE_1K = Path(__file__).parents[2] / "shared" / "data" / "maze-30x30-hard-1k"
+# real rows in the official CSV format (tests/fixtures/README.md says where each comes from)
+FIXTURES = Path(__file__).parent / "fixtures"
+SUDOKU_ROWS, MAZE_ROWS = FIXTURES / "sudoku-extreme", FIXTURES / "maze-hard"
+# the whole real Maze-Hard train.csv, where it is at hand: the download cache of
+# `python train.py --task maze`, or the team's shared copy beside the repository
+MAZE_1K = next((d / "train.csv" for d in (Path(__file__).parents[1] / "data" / "maze-30x30-hard-1k",
+                                          Path(__file__).parents[2] / "shared" / "data" /
+                                          "maze-30x30-hard-1k") if (d / "train.csv").exists()),
+               None)
 
 
 # ---- independent checkers (deliberately not data.py's own validation code)
@@ -161,21 +169,37 @@ def test_maze_chain_samples_independent_walls_given_a_long_path():
         np.testing.assert_allclose(seen / seen.sum(), exact / exact.sum(), atol=0.015)
 
 
-@pytest.mark.skipif(not MAZE_1K.exists(), reason=f"the real Maze-Hard data is in {MAZE_1K}; "
-                                                  "without ../shared this test cannot run")
+def real_maze_statistics() -> dict:
+    """maze.statistics of the whole real Maze-Hard train.csv (1,000 mazes), as stored in the
+    fixtures (the file itself is 1.8 MB; the next test checks the stored numbers against it)."""
+    return json.loads((MAZE_ROWS / "train_statistics.json").read_text())
+
+
 def test_generated_mazes_look_like_real_maze_hard():
     """200 generated 30x30 mazes against the real train.csv, on every statistic the generator
     was fitted to, each within its stated tolerance (maze.STATISTICS)."""
-    real_x, real_y, _ = csv_format.read(MAZE_1K / "train.csv", maze, (30, 30))
     rng, made = random.Random(1), []
     while len(made) < 200:
         if (m := maze.make(rng, 30, 109)) is not None:
             made.append(m)
     ours = maze.statistics(np.stack([m[0] for m in made]), np.stack([m[1] for m in made]))
-    real = maze.statistics(real_x.numpy(), real_y.numpy())
+    real = real_maze_statistics()
+    assert set(real) == set(maze.STATISTICS)
     for key, (what, tolerance) in maze.STATISTICS.items():
         assert abs(ours[key] - real[key]) <= tolerance, (what, ours[key], real[key])
+    _, real_y, _ = csv_format.read(MAZE_ROWS / "train.csv", maze, (30, 30))
+    # 109 steps: the real minimum (the generator's min_steps), met by the fixture's 100 mazes too
     assert min(m[2] for m in made) == 109 == (real_y == maze.PATH).sum(1).min() + 1
+
+
+@pytest.mark.skipif(MAZE_1K is None, reason="the whole real Maze-Hard train.csv is not in "
+                    "data/maze-30x30-hard-1k/: `python train.py --task maze --dry-run` downloads it")
+def test_the_stored_real_maze_statistics_are_the_real_files():
+    real_x, real_y, _ = csv_format.read(MAZE_1K, maze, (30, 30))
+    assert len(real_x) == 1000
+    assert maze.statistics(real_x.numpy(), real_y.numpy()) == pytest.approx(real_maze_statistics())
+    # and the fixture's rows are its first 100, byte for byte
+    assert MAZE_1K.read_bytes().startswith((MAZE_ROWS / "train.csv").read_bytes())
 
 
 def test_load_generated_disjoint_deterministic_cached(tmp_path, monkeypatch):
@@ -426,17 +450,23 @@ def test_unreachable_endpoint_falls_back_to_generated(tmp_path, monkeypatch, tas
 
 # ---- the real Sudoku-Extreme 1k files, when the shared folder is there
 
-@pytest.mark.skipif(not SHARED_1K.exists(), reason=f"{SHARED_1K} not found (real data not shared)")
-def test_real_sudoku_extreme_1k(tmp_path):
-    shutil.copy(SHARED_1K / "train.csv", tmp_path / "train.csv")
-    shutil.copy(SHARED_1K / "test_hard_dev.csv", tmp_path / "test.csv")
+def test_real_sudoku_extreme_rows(tmp_path):
+    """The first 20 rows of the real 1k train.csv and of test_hard (CRLF line ends, as exported),
+    the train rows repeated to the 1,000 rows that the 1k subsample draws from."""
+    header, *rows = (SUDOKU_ROWS / "train.csv").read_bytes().splitlines(keepends=True)
+    (tmp_path / "train.csv").write_bytes(header + b"".join(rows[i % 20] for i in range(1000)))
+    shutil.copy(SUDOKU_ROWS / "test.csv", tmp_path / "test.csv")
     train, test = data.load_task("sudoku", data_dir=tmp_path)
-    assert (len(train), len(test), train.vocab_size) == (1000, 2000, 11)
+    assert (len(train), len(test), train.vocab_size) == (1000, 20, 11)
     assert sorted(train.meta["subsample_rows"].tolist()) == list(range(1000))
+    assert "NOT the whole official test set of 422,786" in test.source
     for s in (train, test):
         assert 1 <= s.inputs.min() and s.inputs.max() <= 10 and 2 <= s.labels.min()
         assert s.labels.max() <= 10 and not s.generated
-    with open(SHARED_1K / "test_hard_dev.csv", newline="") as f:
+    for s in (train, test):  # every real answer is a valid grid that keeps its puzzle's givens
+        for a, b in zip(s.inputs.numpy(), s.labels.numpy()):
+            assert_valid_sudoku(a, b, 9)
+    with open(SUDOKU_ROWS / "test.csv", newline="") as f:
         first = list(csv.reader(f))[1]
     text = data.decode(test, test.inputs[0])
     assert text.splitlines()[0] == " ".join(first[1][:3]) + " | " + " ".join(first[1][3:6]) + \
@@ -613,17 +643,14 @@ def test_a_shortest_but_not_canonical_label_is_accepted_and_counted(tmp_path):
         (0, "the path has 10 steps, but the shortest S-G path has 8")
 
 
-@pytest.mark.skipif(not MAZE_1K.exists(), reason=f"the real Maze-Hard data is in {MAZE_1K}; "
-                                                  "without ../shared this test cannot run")
-def test_every_real_maze_label_is_the_canonical_path(tmp_path):
-    (tmp_path / "train.csv").symlink_to(MAZE_1K / "train.csv")
-    (tmp_path / "test.csv").symlink_to(MAZE_1K / "test_dev.csv")
+def test_every_real_maze_label_is_the_canonical_path():
+    """The fixture's 100 train and 20 test mazes (the first rows of the real files)."""
     logs = []
-    train, test = data.load_task("maze", data_dir=tmp_path, log=logs.append)
-    assert (len(train), len(test)) == (1000, 200)
+    train, test = data.load_task("maze", data_dir=MAZE_ROWS, log=logs.append)
+    assert (len(train), len(test)) == (100, 20)
     assert train.meta["canonical"].all() and test.meta["canonical"].all()
     assert not any("canonical" in line for line in logs)
-    assert "NOT the whole official test set of 1,000" in test.source  # the 200-maze dev slice
+    assert "NOT the whole official test set of 1,000" in test.source
     # and the rule really decides: each real maze has many shortest paths
     assert all(maze.shortest_paths(x, (30, 30))[1] >= 96 for x in train.inputs[:20].numpy())
     ax, ay = data.augment("maze", (30, 30), train.inputs[:20], train.labels[:20],

@@ -1,6 +1,6 @@
 """Equivalence with the official implementations.
 
-The fixtures in ../shared/golden were produced by the official code (the TRM repository
+The fixtures in tests/fixtures/golden were produced by the official code (the TRM repository
 SamsungSAILMontreal/TinyRecursiveModels and its port of sapientinc/HRM) on tiny random models;
 loaded with the same weights, trm.py and hrm.py must reproduce their per-step eval logits, halting
 logits, gradients and (HRM) the Q-learning continue target."""
@@ -14,17 +14,13 @@ import hrm
 from lib import official
 import trm
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden"
+GOLDEN = Path(__file__).resolve().parent / "fixtures" / "golden"  # its README says what each holds
 RTOL = 1e-4
 MODELS = {"trm_att": trm, "trm_mlp": trm, "hrm_att": hrm}
 
 
 def golden(name: str) -> dict:
-    path = GOLDEN / f"{name}.pt"
-    if not path.exists():
-        pytest.skip(f"golden fixture {path} is absent: these tests need the shared/ folder beside "
-                    "the repository (../shared/golden/*.pt, made with the official code)")
-    return torch.load(path, weights_only=True)
+    return torch.load(GOLDEN / f"{name}.pt", weights_only=True)
 
 
 def model_from_golden(name: str, g: dict):

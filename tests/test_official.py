@@ -11,7 +11,7 @@ import yaml
 
 import data
 from lib import evaluate, official, scaling
-from test_golden import GOLDEN, MODELS, golden, model_from_golden
+from test_golden import MODELS, golden, model_from_golden
 import train
 
 ARCH_NAMES = {"trm": "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1",
@@ -113,8 +113,6 @@ def test_eval_only_official_from_a_loopback_hub(tmp_path, hf_server, monkeypatch
     (dict(arch_extra={"pos_encodings": "learned"}), "pos_encodings 'learned' is not implemented"),
 ])
 def test_a_checkpoint_that_does_not_fit_is_one_clear_error(tmp_path, change, message):
-    if not (GOLDEN / "trm_att.pt").exists():
-        golden("trm_att")  # skips with the message naming ../shared/golden
     official_folder(tmp_path / "ckpt", "trm_att", **change)
     with pytest.raises(SystemExit) as stop:
         train.main(["--eval-only", "--official", str(tmp_path / "ckpt"), "--task", "sudoku4",

@@ -2,6 +2,7 @@
 fresh state (run_on_test, the one evaluation loop, which can also run K trajectories per puzzle
 for lib/scaling.py). evaluate() gives what the official code reports (exact accuracy after all
 N_sup steps) and the accuracy after each step; solve() and solve_mode() are --solve."""
+import math
 from contextlib import nullcontext
 
 import torch
@@ -22,13 +23,38 @@ def confidence(q: torch.Tensor) -> torch.Tensor:
     return q if q.dim() == 1 else q[:, 0] - q[:, 1]
 
 
-def perturb(state: tuple, noise: float, generator: torch.Generator) -> tuple:
-    """The state with Gaussian noise on its latent (the second tensor: TRM's z, HRM's z_L), scaled
-    by noise times the latent's root mean square per token."""
+def _mix(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash, elementwise on int64 tensors: two xorshift-multiply rounds. Every
+    value stays below 2**63 (32-bit values times 31-bit odd constants), so nothing overflows."""
+    x = x & 0xFFFFFFFF
+    x = ((x ^ (x >> 16)) * 0x7FEB352D) & 0xFFFFFFFF
+    x = ((x ^ (x >> 15)) * 0x5BD1E995) & 0xFFFFFFFF
+    return x ^ (x >> 16)
+
+
+def trajectory_noise(seed: int, puzzles: torch.Tensor, trajectories: torch.Tensor, step: int,
+                     shape: tuple) -> torch.Tensor:
+    """Standard normal noise (R, *shape) for R rows, row r being trajectory trajectories[r] of
+    test puzzle puzzles[r] at supervision step `step`. Counter-based, like JAX's random keys: each
+    number is a hash of (seed, puzzle, trajectory, step, its index), so a trajectory's noise is the
+    same whatever batch, rank or number of trajectories it runs with (a torch.Generator's stream
+    would depend on all three). Box-Muller turns two hashed uniforms into one normal."""
+    key = _mix(_mix(_mix(_mix(torch.tensor(seed)) ^ puzzles.long()) ^ trajectories.long()) ^ step)
+    count = math.prod(shape)
+    index = torch.arange(2 * count, device=puzzles.device)
+    bits = _mix(key[:, None] ^ _mix(index + 0x9E3779B9)[None])  # (R, 2 * count)
+    u = ((bits >> 8).float() + 0.5) / 2**24  # uniform in (0, 1), never 0: log(u) is finite
+    u1, u2 = u[:, :count], u[:, count:]
+    return ((-2 * u1.log()).sqrt() * torch.cos(2 * math.pi * u2)).view(len(key), *shape)
+
+
+def perturb(state: tuple, noise: float, eps: torch.Tensor) -> tuple:
+    """The state with Gaussian noise eps (standard normal, the latent's shape) on its latent (the
+    second tensor: TRM's z, HRM's z_L), scaled by noise times the latent's root mean square per
+    token."""
     answer, z = state  # (B, L, D) each
-    rms = z.float().pow(2).mean(-1, keepdim=True).sqrt().to(z.dtype)  # (B, L, 1)
-    eps = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
-    return answer, z + noise * rms * eps
+    rms = z.float().pow(2).mean(-1, keepdim=True).sqrt()  # (B, L, 1)
+    return answer, z + (noise * rms * eps).to(z.dtype)
 
 
 def relative_change(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
@@ -71,7 +97,6 @@ def run_on_test(model, test, cfg: dict, steps: int, limit: int = 0, votes=None,
                                                                  "residual")}
     out["answer"] = torch.zeros(num, K, steps, dtype=torch.long, device=device)
     cell = torch.zeros((), device=device)
-    generator = torch.Generator(device)
     for b, batch in enumerate(test.eval_batches(cfg["eval_batch_size"], limit)):
         if b % parallel.world() != parallel.rank():
             continue
@@ -79,11 +104,13 @@ def run_on_test(model, test, cfg: dict, steps: int, limit: int = 0, votes=None,
         B = len(rows)
         # a puzzle's K trajectories sit next to each other: row b * K + j is trajectory j
         inputs, labels, ids = (t.repeat_interleave(K, 0) for t in (inputs, labels, ids))
-        generator.manual_seed(cfg.get("seed", 0) * 1_000_003 + b)
+        puzzle, trajectory = rows.repeat_interleave(K), torch.arange(K, device=device).repeat(B)
         state = model.initial_state(B * K)
         for k in range(steps):
             if noise:
-                state = perturb(state, noise, generator)
+                eps = trajectory_noise(cfg.get("seed", 0), puzzle, trajectory, k,
+                                       state[1].shape[1:])
+                state = perturb(state, noise, eps)
             with autocast:
                 new, logits, q = model(state, inputs, ids)
             right, cells = data.scores(logits, labels)  # (B*K,) each

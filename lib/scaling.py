@@ -21,8 +21,9 @@ The noise (our reading; the PTRM paper gives sigma without fixing its scale here
 supervision step, before the model runs, z <- z + sigma * rms(z) * eps with eps ~ N(0, I) and
 rms(z) the root mean square of each token's latent vector, so sigma is relative to the latent's
 own size (about 1 after the blocks' RMSNorm). The latent is TRM's z and HRM's z_L; the answer
-state (y, z_H) is left alone. A trajectory's noise is drawn from a generator seeded by --seed and
-the batch, so a run is repeatable.
+state (y, z_H) is left alone. A trajectory's noise is a function of --seed, the test puzzle, the
+trajectory's number and the step (evaluate.trajectory_noise), so a run is repeatable, and its
+numbers do not depend on --eval-batch-size, the number of ranks, or the largest K asked for.
 """
 import math
 import os

@@ -47,9 +47,45 @@ def test_noise_makes_trajectories_differ_and_repeats_with_the_seed():
     assert not torch.equal(a["residual"], c["residual"])
 
 
+def test_a_trajectorys_noise_does_not_depend_on_the_batch_or_on_K():
+    """The README's test-time command must reproduce its table on any --eval-batch-size, number
+    of ranks or list of K: trajectory j of puzzle p gets the same noise in every setting."""
+    model, test = tiny(TRM, TRMConfig), puzzles()
+    base = evaluate.run_on_test(model, test, CFG, 3, K=4, noise=0.5)
+    for cfg, K in (({**CFG, "eval_batch_size": 1}, 4), ({**CFG, "eval_batch_size": 5}, 4),
+                   (CFG, 2), ({**CFG, "eval_batch_size": 3}, 7)):
+        other = evaluate.run_on_test(model, test, cfg, 3, K=K, noise=0.5)
+        k = min(K, 4)  # the first k trajectories are the same ones
+        for key in ("exact", "conf", "residual", "answer"):
+            torch.testing.assert_close(other[key][:, :k], base[key][:, :k], rtol=1e-5, atol=1e-6,
+                                       msg=f"{key}, batch {cfg['eval_batch_size']}, K={K}")
+
+
+def test_trajectory_noise_is_standard_normal_and_independent():
+    puzzle = torch.arange(400).repeat_interleave(5)  # 400 puzzles x 5 trajectories
+    trajectory = torch.arange(5).repeat(400)
+    eps = evaluate.trajectory_noise(0, puzzle, trajectory, 0, (3, 64))  # (2000, 3, 64)
+    assert eps.shape == (2000, 3, 64) and eps.dtype == torch.float32
+    flat = eps.flatten().double()
+    assert abs(flat.mean().item()) < 0.005 and flat.std().item() == pytest.approx(1, abs=0.005)
+    # the normal's quantiles: 15.87% below -1, 2.28% below -2, and symmetric
+    for x, share in ((-1, 0.1587), (-2, 0.0228), (1, 0.8413)):
+        assert (flat < x).double().mean().item() == pytest.approx(share, abs=0.002)
+    # neighbouring puzzles, trajectories, steps and seeds are uncorrelated
+    rows = eps.flatten(1)
+    others = (rows[5:], rows[:-5]), (rows[1:], rows[:-1])  # puzzle p+1, trajectory j+1
+    step1 = evaluate.trajectory_noise(0, puzzle, trajectory, 1, (3, 64)).flatten(1)
+    seed1 = evaluate.trajectory_noise(1, puzzle, trajectory, 0, (3, 64)).flatten(1)
+    for a, b in (*others, (rows, step1), (rows, seed1)):
+        corr = torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1]
+        assert abs(corr.item()) < 0.005
+    again = evaluate.trajectory_noise(0, puzzle[7:9], trajectory[7:9], 0, (3, 64))
+    assert torch.equal(again, eps[7:9])  # a row's noise is a function of its own key alone
+
+
 def test_noise_is_relative_to_the_latent():
     z = torch.randn(2000, 3, 64) * 7
-    _, noisy = evaluate.perturb((z, z), 0.1, torch.Generator().manual_seed(0))
+    _, noisy = evaluate.perturb((z, z), 0.1, torch.randn(z.shape))
     ratio = (noisy - z).pow(2).mean().sqrt() / z.pow(2).mean().sqrt()
     assert ratio.item() == pytest.approx(0.1, rel=0.02)
 

@@ -97,8 +97,11 @@ def paper_loop(model, optimizers: list, inputs, labels, puzzle_ids) -> list:
     The state (y, z) goes on from step to step, detached: every supervision step is trained as
     its own short problem. A puzzle stops when its halting head says so (a batch: each puzzle on
     its own; the batch ends when all have stopped). train.py trains with supervision_step below,
-    which computes the same losses and gradients (tests/test_train.py checks it) but never waits
-    for a batch's last puzzle."""
+    which never waits for a batch's last puzzle: a halted puzzle's slot takes a new puzzle at
+    once. So each puzzle goes through the same supervision steps as here (the same states,
+    logits and losses, and it halts at the same step), but an optimiser step averages the
+    gradients of whichever puzzles share it. tests/test_train.py checks both: per puzzle with
+    mixed halting, and loss and gradient of every optimiser step when all puzzles halt together."""
     B = len(inputs)
     state = model.initial_state(B)  # y, z = y_init, z_init
     running = torch.ones(B, dtype=torch.bool, device=inputs.device)  # not halted yet

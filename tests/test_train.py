@@ -326,6 +326,90 @@ def test_the_carry_loop_computes_the_paper_loop(Model, Config, halting):
             torch.testing.assert_close(g, h, rtol=1e-6, atol=1e-9, msg=f"{name}, step {step}")
 
 
+def record_supervision_steps(monkeypatch) -> list:
+    """Every call of train.puzzle_losses (one per supervision step, in either loop), with copies
+    of what it saw and returned, row by row: state, logits, halting logits, losses, step count."""
+    calls, real = [], train.puzzle_losses
+
+    def recording(model, state, logits, q, inputs, labels, puzzle_ids, steps):
+        answer, halting, exact, cell = real(model, state, logits, q, inputs, labels, puzzle_ids,
+                                            steps)
+        calls.append(dict(state=[t.detach().clone() for t in state], logits=logits.detach(),
+                          q=q.detach(), answer=answer.detach(), halting=halting.detach(),
+                          steps=steps.clone(), inputs=inputs.clone()))
+        return answer, halting, exact, cell
+
+    monkeypatch.setattr(train, "puzzle_losses", recording)
+    return calls
+
+
+@pytest.mark.parametrize("Model,Config", [(TRM, TRMConfig), (HRM, HRMConfig)])
+def test_with_mixed_halting_each_puzzle_sees_the_paper_loops_steps(Model, Config, monkeypatch):
+    """Where the two loops really differ: some puzzles halt after one supervision step, others
+    run on. The carry then refills a halted slot with a new puzzle at once, while paper_loop
+    waits for its batch's last puzzle, so their optimiser steps average different puzzles. What
+    is equal, per puzzle and checked here with the weights held fixed (lr 0): the state, the
+    answer and halting logits and both losses after each of its supervision steps, and the step
+    at which it halts. (Each optimiser step's gradient is then the mean over its slots of these
+    per-puzzle losses' gradients; the test above checks the gradients where both loops take the
+    same steps.)"""
+    name = Model.__name__.lower()
+    torch.manual_seed(0)
+    recursion = dict(trm=dict(n=2, T=2, N_sup=3), hrm=dict(N=2, T=2, M_max=3))[name]
+    model = Model(Config(vocab_size=6, seq_len=8, hidden_size=16, num_heads=2, num_layers=1,
+                         puzzle_emb_len=2, halt_exploration_prob=0.0, **recursion)).double()
+    B, steps = 4, 6
+    batches = [[torch.randint(1, 6, (B, 8), dtype=torch.uint8) for _ in range(2)]
+               + [torch.zeros(B, dtype=torch.long)] for _ in range(steps)]
+    # a halting head that reads the state (its initial weights are 0), centred on the first
+    # step's logits: half of the puzzles halt at once
+    with torch.no_grad():
+        model.Q_head.weight.normal_()
+        state, _, q = model(model.initial_state(B * steps), torch.cat([b[0] for b in batches]),
+                            torch.zeros(B * steps, dtype=torch.long))
+        margin = (q if q.dim() == 1 else q[:, 0] - q[:, 1]).sort().values
+        model.Q_head.bias[0] -= (margin[B * steps // 2 - 1] + margin[B * steps // 2]) / 2
+    calls = record_supervision_steps(monkeypatch)
+
+    # the carry loop: each optimiser step brings a new batch, and a halted slot takes its puzzle
+    carry = train.new_carry(model, type("Set", (), dict(seq_len=8)), B, "cpu")
+    carry["state"] = tuple(s.double() for s in carry["state"])
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    in_slot, seen = [None] * B, {}  # puzzle (batch, index) -> its steps' rows, in order
+    for t, (inputs, labels, ids) in enumerate(batches):
+        in_slot = [(t, i) if carry["halted"][i] else in_slot[i] for i in range(B)]
+        carry, loss, _ = train.supervision_step(model, carry, inputs, labels, ids)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        for i, puzzle in enumerate(in_slot):
+            seen.setdefault(puzzle, []).append((calls[-1], i))
+    finished = [p for i, p in enumerate(in_slot) if carry["halted"][i]] + \
+        sorted(p for p in seen if p not in in_slot)  # puzzles whose last step is recorded
+    lengths = [len(seen[p]) for p in finished]
+    assert 1 in lengths and max(lengths) > 1, lengths  # mixed halting, or the test proves little
+
+    # paper_loop on the same puzzles, as one batch
+    calls.clear()
+    inputs = torch.stack([batches[t][0][i] for t, i in finished])
+    labels = torch.stack([batches[t][1][i] for t, i in finished])
+    train.paper_loop(model, [opt], inputs, labels, torch.zeros(len(finished), dtype=torch.long))
+    for row, (puzzle, length) in enumerate(zip(finished, lengths)):
+        halts = [model.wants_to_halt(call["q"][row:row + 1]).item() for call in calls]
+        halted_at = halts.index(True) + 1 if True in halts else model.max_steps
+        assert halted_at == length, f"puzzle {puzzle} halts after {halted_at} steps in " \
+                                    f"paper_loop, {length} in the carry"
+        for k, (call, slot) in enumerate(seen[puzzle]):
+            paper = calls[k]
+            assert torch.equal(call["inputs"][slot], paper["inputs"][row])
+            assert call["steps"][slot].item() == k + 1
+            for key in ("logits", "q", "answer", "halting"):
+                torch.testing.assert_close(call[key][slot], paper[key][row], rtol=1e-9,
+                                           atol=1e-12, msg=f"{key}, puzzle {puzzle}, step {k + 1}")
+            for a, b in zip(call["state"], paper["state"]):
+                torch.testing.assert_close(a[slot], b[row], rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.parametrize("Model,Config", [(TRM, TRMConfig), (HRM, HRMConfig)])
 def test_grad_accum_micro_batches_give_the_whole_batch_gradient(Model, Config):
     """--grad-accum K runs the carry's slots as K slices; gradients and new carry must be those of

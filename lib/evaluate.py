@@ -80,14 +80,16 @@ def majority(prints: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def run_on_test(model, test, cfg: dict, steps: int, limit: int = 0, votes=None,
-                autocast=nullcontext(), K: int = 1, noise: float = 0.0) -> dict:
+                autocast=nullcontext(), K: int = 1, noise: float = 0.0,
+                keep_answers: bool = False) -> dict:
     """The first `limit` test examples (0 = all; a task that votes, ARC, always runs all), each
     as K trajectories (lib/scaling.py; one unless asked) of `steps` supervision steps from a
     fresh state, in one batch of B*K rows; with noise, Gaussian noise on the latent before every
     step (perturb). Returns, on the device, per example, trajectory and step ((num, K, steps)):
     exact (is its answer right), halt (does its head say stop), conf (its confidence), residual
     (relative change of the latent in that step), answer (its fingerprint, for votes); cell: the
-    cell accuracy after the last step. `votes` (the task's, test.votes)
+    cell accuracy after the last step; with keep_answers, answers: the answers themselves
+    ((num, K, steps, S) tokens, for pictures of a few puzzles). `votes` (the task's, test.votes)
     receives every step's answers, every trajectory's as one more vote. Under torchrun each rank
     runs every world()-th batch, and every rank gets the whole result."""
     model.eval()
@@ -96,6 +98,8 @@ def run_on_test(model, test, cfg: dict, steps: int, limit: int = 0, votes=None,
     out = {k: torch.zeros(num, K, steps, device=device) for k in ("exact", "halt", "conf",
                                                                  "residual")}
     out["answer"] = torch.zeros(num, K, steps, dtype=torch.long, device=device)
+    if keep_answers:
+        out["answers"] = torch.zeros(num, K, steps, test.seq_len, dtype=torch.uint8, device=device)
     cell = torch.zeros((), device=device)
     for b, batch in enumerate(test.eval_batches(cfg["eval_batch_size"], limit)):
         if b % parallel.world() != parallel.rank():
@@ -120,6 +124,8 @@ def run_on_test(model, test, cfg: dict, steps: int, limit: int = 0, votes=None,
             for key, value in (("exact", right), ("halt", halt), ("conf", conf)):
                 out[key][rows, :, k] = value.float().view(B, K)
             out["answer"][rows, :, k] = fingerprint(logits.argmax(-1)).view(B, K)
+            if keep_answers:
+                out["answers"][rows, :, k] = logits.argmax(-1).to(torch.uint8).view(B, K, -1)
             if votes is not None:
                 votes.add(k + 1, rows.repeat_interleave(K).cpu(), logits, q_halt_of(q), halt)
         cell += cells.sum() / K
@@ -159,18 +165,20 @@ def eval_line(step: int, result: dict, took: str) -> str:
 @torch.no_grad()
 def solve(model, inputs: torch.Tensor, steps: int = 0) -> dict:
     """Run (B, S) puzzles from a fresh state for `steps` supervision steps (0 = the trained
-    maximum, as evaluation does): the answer after each step, (steps, B, S) tokens, and whether the
-    halting head wants to stop there, (steps, B). For notebooks and --solve."""
+    maximum, as evaluation does): the answer after each step, (steps, B, S) tokens, the halting
+    logits (steps, B) (HRM: (steps, B, 2), halt and continue) and whether the halting head wants to
+    stop there, (steps, B). For notebooks and --solve."""
     model.eval()
     state = model.initial_state(len(inputs))
     ids = torch.zeros(len(inputs), dtype=torch.long, device=inputs.device)
-    answers, halt = [], []
+    answers, qs, halt = [], [], []
     for _ in range(steps or model.max_steps):
         state, logits, q = model(state, inputs, ids)
         answers.append(logits.argmax(-1))
+        qs.append(q)
         halt.append(model.wants_to_halt(q))
     model.train()
-    return dict(answers=torch.stack(answers), halt=torch.stack(halt))
+    return dict(answers=torch.stack(answers), q=torch.stack(qs), halt=torch.stack(halt))
 
 
 def print_solution(puzzles, inputs: torch.Tensor, out: dict):

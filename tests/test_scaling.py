@@ -47,6 +47,22 @@ def test_noise_makes_trajectories_differ_and_repeats_with_the_seed():
     assert not torch.equal(a["residual"], c["residual"])
 
 
+@pytest.mark.parametrize("Model,Config", [(TRM, TRMConfig), (HRM, HRMConfig)])
+def test_kept_answers_are_those_solve_gives_and_those_fingerprinted(Model, Config):
+    model, test = tiny(Model, Config), puzzles()
+    run = evaluate.run_on_test(model, test, CFG, 4, K=3, noise=0.5, keep_answers=True)
+    assert run["answers"].shape == (6, 3, 4, 8)
+    assert torch.equal(evaluate.fingerprint(run["answers"]), run["answer"])
+    assert torch.equal((run["answers"] == test.labels[:, None, None]).all(-1).float(),
+                       run["exact"])
+    plain = evaluate.run_on_test(model, test, CFG, 4, keep_answers=True)
+    solved = evaluate.solve(model, test.inputs, 4)  # (steps, B, ...)
+    assert torch.equal(plain["answers"][:, 0], solved["answers"].transpose(0, 1).to(torch.uint8))
+    assert torch.equal(plain["halt"][:, 0], solved["halt"].T.float())
+    assert torch.equal(plain["conf"][:, 0], evaluate.confidence(
+        solved["q"].flatten(0, 1)).view(4, 6).T.float())
+
+
 def test_a_trajectorys_noise_does_not_depend_on_the_batch_or_on_K():
     """The README's test-time command must reproduce its table on any --eval-batch-size, number
     of ranks or list of K: trajectory j of puzzle p gets the same noise in every setting."""

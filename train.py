@@ -32,6 +32,7 @@ import sys
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
+from types import SimpleNamespace
 
 import torch
 
@@ -45,7 +46,7 @@ from lib.optim import AdamATan2, SignSGD, ema_update
 from lib.parallel import join_slots, slots
 from lib.report import (Progress, banner, claim_out, fmt_time, plot_curves, write_json,
                         write_results)
-from lib.scaling import eval_only
+from lib.scaling import check_memory, eval_only
 from trm import TRM, TRMConfig
 
 MODELS = {"trm": (TRM, TRMConfig), "hrm": (HRM, HRMConfig)}
@@ -470,7 +471,12 @@ def main(argv=None):
     cfg = resolve_config(argv)
     if cfg.get("official"):
         official.prepare(cfg)
+    if cfg["resume"]:  # its weights must fit the model its config builds, told before any data
+        # is loaded: the data's sizes (vocab, cells, puzzle ids) are those it was trained with
+        checkpoint.check_fits(cfg["resume"], *model_config(cfg, SimpleNamespace(
+            **cfg["model_config"])))
     device, autocast = setup_device(cfg)
+    check_memory(cfg, device)
     if not parallel.is_main():  # under torchrun rank 0 speaks for all and writes every file
         sys.stdout = open(os.devnull, "w")
     with claim_out(cfg["out"]) if parallel.is_main() else open(os.devnull, "w") as log_file:

@@ -14,6 +14,7 @@ n=3, D=64, so each switch is its miniature: "4 layers, n=3" keeps the paper's tr
 layers, about half the latent updates, the same depth per recursion) as 4 layers with n=1.
 """
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -39,9 +40,13 @@ ROWS = [
 def start(row: tuple, seed: int, args, out: str) -> subprocess.Popen:
     """One training run of `row` and `seed` in its own process; its folder is out/<key>-seed<s>."""
     key, _, flags, _ = row
+    folder = os.path.join(out, f"{key}-seed{seed}")
+    # an earlier run's results.json must not pass for this one's: run_all reads what it finds
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(folder, "results.json"))
     cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--task", args.task, "--seed",
            str(seed), "--steps", str(args.steps), "--eval-every", str(args.steps), "--threads",
-           "1", "--out", os.path.join(out, f"{key}-seed{seed}"), *args.extra.split(), *flags]
+           "1", "--out", folder, *args.extra.split(), *flags]
     log = open(os.path.join(out, f"{key}-seed{seed}.txt"), "w")
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
 
@@ -60,7 +65,11 @@ def run_all(rows: list, args, out: str) -> list:
         folder = os.path.join(out, f"{key}-seed{seed}")
         if os.waitstatus_to_exitcode(status) != 0:
             sys.exit(f"lib.ablations: the run {key} seed {seed} failed: see {folder}.txt")
-        result = json.load(open(os.path.join(folder, "results.json")))
+        results = os.path.join(folder, "results.json")
+        if not os.path.exists(results):  # e.g. --extra --dry-run, or another --out
+            sys.exit(f"lib.ablations: the run {key} seed {seed} wrote no {results}: did --extra "
+                     f"end it early or send it to another --out? See {folder}.txt")
+        result = json.load(open(results))
         done[key, seed] = dict(key=key, name=name, flags=" ".join(flags), paper=paper, seed=seed,
                                exact=result["test_exact"], cell=result["test_cell"],
                                steps=result["step"],

@@ -1,11 +1,12 @@
 """Checkpoints: everything a run needs to go on as if never stopped (weights, EMA, optimisers,
 step, the carry of every rank, every rank's random state, logs). `run` is train.py's Run."""
+import contextlib
 import os
 
 import torch
 
 from lib import parallel
-from lib.config import read_checkpoint
+from lib.config import fail, read_checkpoint
 
 
 def save(run, rng: dict):
@@ -22,16 +23,66 @@ def save(run, rng: dict):
                 opt=run.opt.state_dict(), emb_opt=run.emb_opt.state_dict(), config=run.cfg,
                 step=run.step, carry=carry, rng=rng, history=run.history, evals=run.evals,
                 generated=run.train.generated)
-    # write to a temporary file and rename: a crash mid-write never leaves a broken checkpoint
-    path = os.path.join(run.cfg["out"], "ckpt.pt")
-    torch.save(ckpt, path + ".tmp")
-    os.replace(path + ".tmp", path)
+    # write to a temporary file and rename: a crash mid-write never leaves a broken checkpoint.
+    # Through a Python file, so that a full disk raises OSError(ENOSPC) (torch.save of a path
+    # says only "unexpected pos", twice)
+    out = run.cfg["out"]
+    path = os.path.join(out, "ckpt.pt")
+    try:
+        with open(path + ".tmp", "wb") as f:
+            torch.save(ckpt, f)
+        os.replace(path + ".tmp", path)
+    except OSError as e:
+        with contextlib.suppress(OSError):  # the partial file, if any: the disk may be full
+            os.remove(path + ".tmp")
+        why = f"{out}: writing the checkpoint failed ({e.strerror or e})"
+        fix = "once the folder takes files again (free some space, or give another --out)"
+        if os.path.exists(path):
+            fail(f"{why}; the last good checkpoint, {path}, is untouched: {fix}, go on with "
+                 f"--resume {path}")
+        fail(f"{why}; no checkpoint was written: {fix}, run again")
 
 
 def ema_weights(ckpt: dict) -> dict:
     """The evaluated (EMA) weights of a checkpoint, as a full state dict: the puzzle-embedding
     table, which the EMA model shares, is stored once, with the model's weights."""
     return {"puzzle_emb": ckpt["model"]["puzzle_emb"], **ckpt["ema"]}
+
+
+def first_mismatch(want: dict, have: dict) -> str | None:
+    """What keeps the state dict `have` from loading strictly into a model whose own state dict
+    is `want`: the tensors missing or unexpected, else the first one of another shape; None when
+    it fits."""
+    missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+    if missing or extra:
+        return "; ".join(what for what in (f"missing {', '.join(missing[:4])}" * bool(missing),
+                                           f"unexpected {', '.join(extra[:4])}" * bool(extra))
+                         if what)
+    return next((f"{key} has shape {tuple(have[key].shape)}, this model needs {tuple(t.shape)}"
+                 for key, t in want.items() if have[key].shape != t.shape), None)
+
+
+def mismatch(weights: dict, Model, mcfg) -> str | None:
+    """first_mismatch of `weights` and Model(mcfg), with the config's settings that shape the
+    tensors; None when they fit. The model is built on the meta device: shapes only, no memory,
+    no time, so that this is checked before any data is loaded."""
+    with torch.device("meta"):
+        want = Model(mcfg).state_dict()
+    problem = first_mismatch(want, weights)
+    return problem and (
+        f"{problem}; the config: hidden_size {mcfg.hidden_size}, expansion {mcfg.expansion}, "
+        f"{mcfg.num_layers} layers, {'MLP-t' if mcfg.mlp_t else 'attention'}, puzzle_emb_len "
+        f"{mcfg.puzzle_emb_len}, vocab_size {mcfg.vocab_size}, seq_len {mcfg.seq_len}")
+
+
+def check_fits(path: str, Model, mcfg):
+    """Refuse a checkpoint whose weights do not fit the model its own config builds, Model(mcfg),
+    in one line, before any data is loaded (load_state_dict would say it in a traceback, later)."""
+    problem = mismatch(read_checkpoint(path)["model"], Model, mcfg)
+    if problem:
+        fail(f"--resume {path}: its weights do not fit its config ({problem}): the config was "
+             f"edited, or trm.py / hrm.py changed since it was written; resume from a checkpoint "
+             f"this code wrote, or start afresh")
 
 
 def load(run, path: str):

@@ -5,6 +5,7 @@ that dict is saved in every checkpoint."""
 import argparse
 import math
 import os
+import re
 
 import torch
 
@@ -230,6 +231,13 @@ def check_config(cfg: dict):
              "own puzzle id; set their number with --num-aug")
     if cfg.get("solve") and spec["kind"] == "arc":
         fail("--solve takes Sudoku and maze grids; for ARC, --eval-only scores the test split")
+    # a grid has no '/' and does not end in an extension, a '.' and two or more letters or
+    # digits, the first a letter (Sudoku has '.' and digits, maze '# SGo'): an argument that does
+    # is a path, even when no such file exists
+    if cfg.get("solve") and not os.path.isfile(cfg["solve"]) and \
+            re.search(r"/|\.[A-Za-z]\w+$", cfg["solve"]):
+        fail(f"--solve {cfg['solve']}: file not found; give a file of puzzles, one per line, or "
+             f"one grid in the task's characters {data.FAMILIES[spec['kind']].CHARS!r}")
     if cfg.get("solve"):  # read here too, so that a bad puzzle is told before any slow work
         try:
             csv_format.read_grids(cfg["solve"], data.FAMILIES[spec["kind"]],
@@ -239,11 +247,18 @@ def check_config(cfg: dict):
 
 
 def check_breadth(cfg: dict):
-    """--trajectories, --noise and --select: test-time breadth, with --eval-only only."""
+    """--trajectories, --noise and --select: test-time breadth, with --eval-only only, and not
+    with --solve (which takes no --eval-steps either)."""
     given = [flag(k) for k in ("trajectories", "noise", "select") if cfg.get(k) is not None]
     if given and not cfg.get("eval_only"):
         fail(f"{', '.join(given)}: test-time breadth applies to a trained model: use with "
              f"--eval-only --resume CKPT (or --official)")
+    scaling = [flag(k) for k in ("eval_steps", "trajectories", "noise", "select")
+               if cfg.get(k) is not None]
+    if scaling and cfg.get("solve"):
+        fail(f"{', '.join(scaling)}: --solve runs each puzzle once, for the trained number of "
+             f"supervision steps, and prints every step; test-time scaling is --eval-only "
+             f"without --solve: leave {', '.join(scaling)} out")
     if cfg.get("trajectories") is not None:
         parts = str(cfg["trajectories"]).split(",")
         if not all(p.strip().isdigit() and int(p) >= 1 for p in parts):
@@ -257,6 +272,13 @@ def check_breadth(cfg: dict):
     if cfg.get("select") is not None and cfg["select"] not in rules:
         fail(f"--select {cfg['select']!r} is not a selection rule; choose one of "
              f"{', '.join(rules)}")
+    # one trajectory per puzzle is the deterministic run: no noise is added, nothing selected
+    widest = max(int(k) for k in str(cfg.get("trajectories") or 1).split(","))
+    picking = " and ".join(flag(k) for k in ("noise", "select") if cfg.get(k) is not None)
+    if picking and widest == 1:
+        fail(f"{picking}: one trajectory per puzzle is the deterministic run, with no noise to add "
+             f"and none to select; add --trajectories K with K above 1 (e.g. 2,4,8), or leave "
+             f"{picking} out")
 
 
 # with --eval-only, everything else comes from the checkpoint's own config
@@ -322,6 +344,16 @@ def resolve_config(argv=None) -> dict:
         if not saved:
             fail("--eval-only evaluates a checkpoint: give it with --resume CKPT (or an official "
                  "one with --official)")
+        # the model and its recipe are the checkpoint's: a flag that differs would not apply
+        mode, allowed = "--solve" if args["solve"] else "--eval-only", EVAL_FLAGS + ("out",)
+        ignored = [f"{flag(k)} {v} (the checkpoint's: {saved.get(k)})" for k, v in args.items()
+                   if k not in allowed and v is not None and v != parser.get_default(k)
+                   and v != saved.get(k)]
+        if ignored:
+            may = [flag(k) for k in allowed if k not in ("resume", "eval_only", "solve")]
+            fail(f"{mode} runs --resume {args['resume']} as it was trained, so these flags would "
+                 f"not apply: {', '.join(ignored)}; leave them out (with {mode}, only "
+                 f"{', '.join(may)} may be given)")
         cfg = {**saved, "device": None, "dtype": None, "bench": None, "dry_run": False,
                **{k: v for k, v in args.items() if k in EVAL_FLAGS and v is not None}}
         cfg["out"] = args["out"] or os.path.dirname(os.path.abspath(args["resume"]))

@@ -12,7 +12,7 @@ import math
 import os
 import re
 import urllib.request
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -20,6 +20,7 @@ import torch
 import data
 import hrm
 import trm
+from lib.checkpoint import first_mismatch, mismatch
 from lib.config import fail
 
 # arch fields of all_config.yaml that we read, and those that carry no model choice here
@@ -75,12 +76,46 @@ def step_file(where: Path) -> tuple[Path, int]:
 
 
 def read_arch(folder: Path) -> dict:
-    """The arch section of all_config.yaml, or {} when the folder has none."""
+    """The arch section of all_config.yaml, or {} when the folder has none; a file that is not
+    YAML, or has no arch mapping, is one line naming it."""
     path = folder / "all_config.yaml"
     if not path.exists():
         return {}
     import yaml  # PyYAML: only this loader needs it
-    return (yaml.safe_load(path.read_text()) or {}).get("arch", {})
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, ValueError) as e:  # ValueError: bytes that are not text
+        mark = getattr(e, "problem_mark", None)
+        fail(f"--official {path} is not YAML ({getattr(e, 'problem', None) or type(e).__name__}"
+             f"{f' at line {mark.line + 1}' if mark else ''}): fix it, or remove it to take the "
+             f"model from the flags")
+    arch = config.get("arch") if isinstance(config, dict) else None
+    if not isinstance(arch, dict):
+        fail(f"--official {path} has no arch: mapping, the model's settings as the official "
+             f"pretrain.py writes them (hidden_size, num_heads, ...): fix it, or remove it to take "
+             f"the model from the flags")
+    return arch
+
+
+def number(arch: dict, key: str, must: str, ok, default=None):
+    """arch[key], or `default` when it is absent and has one; one line unless it is a finite
+    number (not a bool: YAML's true is an int to Python) that ok() takes."""
+    if key not in arch and default is not None:
+        return default
+    if key not in arch:
+        fail(f"all_config.yaml: arch has no {key}, which the model needs: add the value the "
+             f"checkpoint was trained with")
+    value = arch[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not math.isfinite(value) or not ok(value):
+        fail(f"all_config.yaml: arch {key} {value!r} must be {must}")
+    return value
+
+
+def count(arch: dict, key: str) -> int:
+    """A size or a count of all_config.yaml (hidden_size, a number of layers or cycles): an
+    integer of at least 1, as the flags that set them here (--n 0 is refused the same way)."""
+    return number(arch, key, "an integer of at least 1", lambda v: isinstance(v, int) and v >= 1)
 
 
 def model_config(arch: dict, vocab_size: int, seq_len: int, num_puzzle_ids: int):
@@ -100,44 +135,62 @@ def model_config(arch: dict, vocab_size: int, seq_len: int, num_puzzle_ids: int)
     if not mlp_t and arch.get("pos_encodings", "rope") != "rope":  # MLP-t uses no positions
         fail(f"all_config.yaml: pos_encodings {arch['pos_encodings']!r} is not implemented "
              f"(attention here uses rope)")
-    D = arch["hidden_size"]
-    emb_len = arch.get("puzzle_emb_len") or math.ceil(arch.get("puzzle_emb_ndim", D) / D)
+    D, heads = count(arch, "hidden_size"), count(arch, "num_heads")
+    if not mlp_t and D % heads:
+        fail(f"all_config.yaml: arch hidden_size {D} must be a multiple of num_heads {heads} "
+             f"(attention splits the hidden size over the heads)")
+    # the prefix: puzzle_emb_len tokens, or where it is 0 or absent, as the official code does,
+    # ceil(puzzle_emb_ndim / hidden_size)
+    emb_len = number(arch, "puzzle_emb_len", "an integer of at least 0",
+                     lambda v: isinstance(v, int) and v >= 0, default=0)
+    if not emb_len:
+        ndim = number(arch, "puzzle_emb_ndim", "a number of at least 0", lambda v: v >= 0,
+                      default=D)
+        emb_len = math.ceil(ndim / D)
+    if emb_len < 1:  # the halting head reads the first prefix token
+        fail("all_config.yaml: arch puzzle_emb_len and puzzle_emb_ndim are 0, but the models here "
+             "need a puzzle-embedding prefix of at least 1 token")
     common = dict(vocab_size=vocab_size, seq_len=seq_len, num_puzzle_ids=num_puzzle_ids,
-                  hidden_size=D, num_heads=arch["num_heads"], expansion=arch["expansion"],
+                  hidden_size=D, num_heads=heads,
+                  expansion=number(arch, "expansion", "a number above 0", lambda v: v > 0),
                   mlp_t=mlp_t, puzzle_emb_len=emb_len,
-                  rope_theta=arch.get("rope_theta", 10000.0),
-                  halt_exploration_prob=arch["halt_exploration_prob"])
+                  rope_theta=number(arch, "rope_theta", "a number above 0", lambda v: v > 0,
+                                    default=10000.0),
+                  halt_exploration_prob=number(arch, "halt_exploration_prob",
+                                               "a probability in [0, 1]", lambda v: 0 <= v <= 1))
+    # the recursion: a cycle count of 0 would leave the latent where it starts, a step count of 0
+    # would run no step
+    layers, H, L = count(arch, "L_layers"), count(arch, "H_cycles"), count(arch, "L_cycles")
     if is_trm:
-        return trm.TRM, trm.TRMConfig(**common, num_layers=arch["L_layers"], n=arch["L_cycles"],
-                                      T=arch["H_cycles"], N_sup=arch["halt_max_steps"])
-    if arch["H_layers"] != arch["L_layers"]:
-        fail(f"all_config.yaml: H_layers {arch['H_layers']} != L_layers {arch['L_layers']}: "
+        return trm.TRM, trm.TRMConfig(**common, num_layers=layers, n=L, T=H,
+                                      N_sup=count(arch, "halt_max_steps"))
+    if count(arch, "H_layers") != layers:
+        fail(f"all_config.yaml: H_layers {arch['H_layers']} != L_layers {layers}: "
              f"hrm.py builds f_L and f_H with the same number of blocks")
-    return hrm.HRM, hrm.HRMConfig(**common, num_layers=arch["L_layers"], N=arch["H_cycles"],
-                                  T=arch["L_cycles"], M_max=arch["halt_max_steps"])
+    return hrm.HRM, hrm.HRMConfig(**common, num_layers=layers, N=H, T=L,
+                                  M_max=count(arch, "halt_max_steps"))
 
 
-def load_weights(model, path: Path):
-    """Load an official step_<N> file strictly: a missing, unexpected or mis-shaped tensor is one
-    clear error naming it."""
+def read_weights(path: Path, module) -> dict:
+    """An official step_<N> file as the state dict of `module` (trm or hrm), or one line saying
+    why it is not one."""
     try:
         official = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated or not a state dict
         fail(f"--official {path} cannot be read as a state dict ({type(e).__name__})")
-    module = trm if isinstance(model, trm.TRM) else hrm
-    ours = module.official_state_dict(official)
-    want = model.state_dict()
-    missing, extra = sorted(set(want) - set(ours)), sorted(set(ours) - set(want))
-    if missing or extra:
-        fail(f"--official {path}: " + "; ".join(
-            what for what in (f"missing {', '.join(missing[:4])}" * bool(missing),
-                              f"unexpected {', '.join(extra[:4])}" * bool(extra)) if what))
-    for key, t in want.items():
-        if ours[key].shape != t.shape:
-            rows = " (the puzzle-embedding table: trained on a task with another number of " \
-                   "puzzle ids)" if key == "puzzle_emb" else ""
-            fail(f"--official {path}: {key} has shape {tuple(ours[key].shape)}, this model "
-                 f"needs {tuple(t.shape)}{rows}")
+    return module.official_state_dict(official)
+
+
+def load_weights(model, path: Path):
+    """Load an official step_<N> file strictly. prepare() has checked every tensor against the
+    model of all_config.yaml but the puzzle-embedding table's rows, one per puzzle id of the task
+    (ARC: of its build), which are known once the data is loaded: a table that does not fit is
+    one clear error naming it."""
+    ours = read_weights(path, trm if isinstance(model, trm.TRM) else hrm)
+    problem = first_mismatch(model.state_dict(), ours)
+    if problem:
+        fail(f"--official {path}: {problem} (the puzzle-embedding table: trained on a task with "
+             f"another number of puzzle ids)")
     model.load_state_dict(ours, strict=True)
 
 
@@ -148,6 +201,7 @@ def prepare(cfg: dict):
     (with the official ema=True, they already are the EMA), so no EMA copy is made here."""
     file, step = step_file(fetch(cfg["official"]))
     arch = read_arch(file.parent)
+    source = "all_config.yaml" if arch else "the flags"
     if not arch:
         print(f"{file.parent} has no all_config.yaml: the model comes from the flags --model, "
               f"--net, --hidden, --heads, --layers, the recursion (TRM --n --T --N-sup, HRM --N "
@@ -163,5 +217,13 @@ def prepare(cfg: dict):
     # per augmented puzzle, which must be the official builder's ids for the rows to line up
     Model, mcfg = model_config(arch, spec["vocab"], spec["grid"][0] * spec["grid"][1],
                                num_puzzle_ids=1)
+    # every tensor but the table's rows must fit now, before any data is loaded
+    weights = read_weights(file, trm if Model is trm.TRM else hrm)
+    rows = len(weights["puzzle_emb"]) if "puzzle_emb" in weights else 1
+    problem = mismatch(weights, Model, replace(mcfg, num_puzzle_ids=rows))
+    if problem:
+        fail(f"--official {file}: its weights do not fit the model from {source} ({problem}): "
+             f"make {source} match the checkpoint's training (vocab_size and seq_len come from "
+             f"--task)")
     cfg.update(model="trm" if Model is trm.TRM else "hrm", net="mlp" if mcfg.mlp_t else "att",
                ema=0, model_config=asdict(mcfg), official_file=str(file), official_step=step)

@@ -32,7 +32,10 @@ from contextlib import nullcontext
 
 import torch
 
+import data
+import trm
 from lib import parallel
+from lib.config import fail
 from lib.evaluate import majority, run_on_test
 from lib.report import plot_fixed_point, plot_recursion_scaling, plot_scaling
 
@@ -146,6 +149,42 @@ def report(table: list, trained: int, out: str, title: str) -> list:
                      (f" | pass@1 {r['pass@1']:.4f} pass@2 {r['pass@2']:.4f}"
                       if "pass@2" in r else ""))
     return lines + [f"wrote {' and '.join(paths)} in {out}"]
+
+
+def check_memory(cfg: dict, device):
+    """Refuse, before any work, --trajectories whose largest K makes one eval batch (its puzzles
+    x K rows) need more memory than the device has: a CUDA GPU's own, else the machine's (which
+    Apple's GPU shares). A row holds at its peak, in fp32, the states and the input (about 6
+    tensors of tokens x hidden numbers) and the widest SwiGLU's 4 activations (its width:
+    expansion x 2/3 of what it mixes, rounded up to 256, as trm.SwiGLU and hrm.SwiGLU build it);
+    that is within 10% of the peak measured on a CPU, for TRM and HRM, attention and MLP-t."""
+    if not cfg.get("trajectories"):
+        return
+    K = max(int(k) for k in str(cfg["trajectories"]).split(","))
+    m = cfg["model_config"]
+    D, L = m["hidden_size"], m["puzzle_emb_len"] + m["seq_len"]
+    with torch.device("meta"):  # the widths only: nothing is allocated
+        wide = max(trm.SwiGLU(d, m["expansion"]).down_proj.in_features / d
+                   for d in ([D, L] if m["mlp_t"] else [D]))
+    tensors = 6 + 4 * wide
+    row = 4 * L * D * tensors  # bytes
+    if device.type == "cuda":
+        have, whose = torch.cuda.get_device_properties(device).total_memory, "this GPU's"
+    else:
+        have, whose = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's"
+    # a batch holds --eval-batch-size puzzles, fewer when --eval-limit asks for fewer (but on
+    # ARC, which votes over its whole test split)
+    B = cfg["eval_batch_size"]
+    if cfg["eval_limit"] and data.TASKS[cfg["task"]]["kind"] != "arc":
+        B = min(B, cfg["eval_limit"])
+    if B * K * row <= have:
+        return
+    fit = int(have // row)  # rows that fit at once
+    fix = f"lower --eval-batch-size to {fit // K}" if fit >= K else \
+        f"lower K to {fit:,} and --eval-batch-size to 1"
+    fail(f"--trajectories {K} runs {B * K:,} rows at once ({B} puzzles per eval batch x {K}), "
+         f"about {B * K * row / 2**30:,.0f} GiB (a row holds about {tensors:.0f} tensors of {L} "
+         f"tokens x {D} numbers at its peak), more than {whose} {have / 2**30:.0f} GiB: {fix}")
 
 
 def eval_only(run) -> list:

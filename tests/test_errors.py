@@ -1,8 +1,10 @@
 """A user error (a bad flag value, a device this machine lacks) stops with one line that names the
 flag, the value and what it must be, before any data is loaded or anything is written."""
 
+import errno
 import hashlib
 import json
+import os
 import socket
 from pathlib import Path
 
@@ -220,3 +222,147 @@ def test_data_hashes_and_the_fallback_reason_reach_the_log(tmp_path, monkeypatch
     assert f"sha256 {sha}" in log
     results = json.loads((out / "results.json").read_text())
     assert results["data"]["sha256"] == {"train": sha, "test": sha}
+
+
+PUZZLE = "1...3..1..4..2.."  # a 4x4 Sudoku, in the CSV alphabet
+ONE_TRAJECTORY = "one trajectory per puzzle is the deterministic run, with no noise to add and " \
+    "none to select; add --trajectories K with K above 1 (e.g. 2,4,8), or leave"
+SOLVE = "--solve runs each puzzle once, for the trained number of supervision steps, and prints " \
+    "every step; test-time scaling is --eval-only without --solve: leave"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--eval-only", "--noise", "0.5"], f"--noise: {ONE_TRAJECTORY} --noise out"),
+    (["--eval-only", "--select", "q"], f"--select: {ONE_TRAJECTORY} --select out"),
+    (["--eval-only", "--trajectories", "1", "--noise", "0.5", "--select", "vote"],
+     f"--noise and --select: {ONE_TRAJECTORY} --noise and --select out"),
+    (["--solve", PUZZLE, "--trajectories", "4"], f"--trajectories: {SOLVE} --trajectories out"),
+    (["--solve", PUZZLE, "--noise", "0.1"], f"--noise: {SOLVE} --noise out"),
+    (["--solve", PUZZLE, "--eval-steps", "4"], f"--eval-steps: {SOLVE} --eval-steps out"),
+])
+def test_a_scaling_flag_that_does_not_apply_is_refused(tmp_path, checkpoint, argv, message):
+    """--noise and --select act on the trajectories of a K above 1, and --solve runs one
+    trajectory for the trained number of steps: either was dropped without a word."""
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--resume", str(checkpoint), "--out", str(out), *argv])
+    assert str(stop.value.code) == f"train.py: error: {message}"
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv, fix", [
+    (["--trajectories", "2", "--eval-batch-size", str(10**12), "--eval-limit", "0"],
+     "lower --eval-batch-size to "),
+    (["--trajectories", "1,1000000000", "--eval-batch-size", "1"], "lower K to "),
+])
+def test_trajectories_that_cannot_fit_in_memory_are_refused_before_any_work(tmp_path, checkpoint,
+                                                                            argv, fix):
+    """The rows of an eval batch (its puzzles x the largest K) times each row's peak memory,
+    against this machine's: 2 x 10^12 rows, or 10^9 rows of one puzzle, fit in none."""
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--eval-only", "--resume", str(checkpoint), "--device", "cpu", "--out",
+                    str(out), *argv])
+    text = str(stop.value.code)
+    K, B = argv[1].split(",")[-1], argv[3]
+    assert text.startswith(f"train.py: error: --trajectories {K} runs {int(K) * int(B):,} rows at "
+                           f"once ({B} puzzles per eval batch x {K}), about ")
+    # the TINY model: 2 prefix tokens and 16 cells of 32 numbers
+    assert "tensors of 18 tokens x 32 numbers at its peak), more than this machine's" in text
+    assert fix in text and "\n" not in text and not out.exists()
+
+
+@pytest.mark.parametrize("argv, differs", [
+    (["--eval-only", "--task", "sudoku6"], "--task sudoku6 (the checkpoint's: sudoku4)"),
+    (["--eval-only", "--model", "hrm"], "--model hrm (the checkpoint's: trm)"),
+    (["--eval-only", "--hidden", "64", "--lr", "0.1"],
+     "--hidden 64 (the checkpoint's: 32), --lr 0.1 (the checkpoint's: 0.003)"),
+    (["--solve", PUZZLE, "--steps", "5"], "--steps 5 (the checkpoint's: 1)"),
+])
+def test_eval_only_refuses_a_flag_that_differs_from_the_checkpoint(tmp_path, checkpoint, argv,
+                                                                   differs):
+    """--eval-only (and --solve) evaluate the checkpoint's own model: another --task, --model,
+    --hidden or --lr used to be dropped without a word."""
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--resume", str(checkpoint), "--out", str(out), *argv])
+    text = str(stop.value.code)
+    assert text.startswith(f"train.py: error: {argv[0]} runs --resume {checkpoint} as it was "
+                           f"trained, so these flags would not apply: {differs}; leave them out")
+    assert "\n" not in text and not out.exists()
+    # the checkpoint's own values may be given
+    cfg = config.resolve_config(["--eval-only", "--resume", str(checkpoint), "--task", "sudoku4",
+                                 "--hidden", "32", "--eval-limit", "8"])
+    assert (cfg["hidden"], cfg["eval_limit"]) == (32, 8)
+
+
+def test_a_checkpoint_whose_weights_do_not_fit_its_config_is_one_line(tmp_path, checkpoint):
+    """A config that says hidden 64 beside weights of 32: told before any data is loaded, naming
+    the checkpoint and the first tensor that does not fit (load_state_dict's traceback, before)."""
+    ckpt = torch.load(checkpoint, weights_only=False)
+    ckpt["config"]["hidden"] = 64
+    bad = tmp_path / "ckpt.pt"
+    torch.save(ckpt, bad)
+    out = tmp_path / "out"
+    for mode in (["--eval-only"], ["--steps", "3"]):
+        with pytest.raises(SystemExit) as stop:
+            train.main(["--resume", str(bad), "--out", str(out), *mode])
+        text = str(stop.value.code)
+        assert text.startswith(f"train.py: error: --resume {bad}: its weights do not fit its "
+                               f"config (puzzle_emb has shape (1, 32), this model needs (1, 64); "
+                               f"the config: hidden_size 64, ")
+        assert "start afresh" in text and "\n" not in text and not out.exists()
+
+
+@pytest.mark.parametrize("where", ["nosuch.txt", "puzzles/nosuch"])
+def test_solve_a_file_that_does_not_exist_says_file_not_found(tmp_path, checkpoint, monkeypatch,
+                                                              where):
+    """A name with a '/' or an extension is no grid (those have neither): it used to be read as
+    one, and refused as a puzzle of the wrong length."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--solve", where, "--resume", str(checkpoint), "--out", "out"])
+    assert str(stop.value.code) == (f"train.py: error: --solve {where}: file not found; give a "
+                                    f"file of puzzles, one per line, or one grid in the task's "
+                                    f"characters '.123456789'")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_full_disk_while_saving_keeps_the_last_checkpoint(tmp_path, checkpoint, monkeypatch):
+    """The disk fills up part-way through ckpt.pt.tmp: the partial file is removed, the last good
+    checkpoint stays as it was, and one line says so (two raw tracebacks before)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    good = out / "ckpt.pt"
+    good.write_bytes(checkpoint.read_bytes())
+
+    def full(obj, f):
+        f.write(b"PK\x03\x04 the first bytes of a checkpoint")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--resume", str(good), "--out", str(out), "--steps", "2"])
+    assert str(stop.value.code) == (
+        f"train.py: error: {out}: writing the checkpoint failed (No space left on device); the "
+        f"last good checkpoint, {good}, is untouched: once the folder takes files again (free "
+        f"some space, or give another --out), go on with --resume {good}")
+    assert good.read_bytes() == checkpoint.read_bytes()
+    assert not (out / "ckpt.pt.tmp").exists()
+
+
+def test_an_ablation_run_that_writes_no_results_counts_as_failed(tmp_path):
+    """A run that ends without a results.json (here --dry-run) is a failure, not the number an
+    older run left in its folder."""
+    from lib import ablations
+    stale = tmp_path / "full-seed0" / "results.json"
+    stale.parent.mkdir()
+    stale.write_text(json.dumps(dict(test_exact=0.99, test_cell=1.0, step=2)))
+    with pytest.raises(SystemExit) as stop:
+        ablations.main(["--task", "sudoku4", "--steps", "2", "--seeds", "0", "--rows", "full",
+                        "--extra", "--hidden 16 --heads 2 --batch-size 8 --dry-run", "--out",
+                        str(tmp_path)])
+    assert str(stop.value.code) == (f"lib.ablations: the run full seed 0 wrote no {stale}: did "
+                                    f"--extra end it early or send it to another --out? See "
+                                    f"{tmp_path / 'full-seed0'}.txt")
+    assert not stale.exists() and not (tmp_path / "runs.json").exists()

@@ -121,6 +121,88 @@ def test_a_checkpoint_that_does_not_fit_is_one_clear_error(tmp_path, change, mes
     assert text.startswith("train.py: error: ") and message in text and "\n" not in text
 
 
+def broken_config(folder: Path, name: str, change):
+    """The golden model's official folder with its all_config.yaml replaced by the text `change`,
+    or with the arch fields of the dict `change` set (None: removed)."""
+    official_folder(folder, name)
+    path = folder / "all_config.yaml"
+    if isinstance(change, str):
+        path.write_text(change)
+        return
+    config = yaml.safe_load(path.read_text())
+    config["arch"].update(change)
+    config["arch"] = {k: v for k, v in config["arch"].items() if v is not None}
+    path.write_text(yaml.dump(config))
+
+
+def refused(tmp_path, folder: Path) -> str:
+    """The one line --eval-only --official stops with; nothing was written."""
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--eval-only", "--official", str(folder), "--task", "sudoku4", "--out",
+                    str(tmp_path / "out")])
+    text = str(stop.value.code)
+    assert text.startswith("train.py: error: ") and "\n" not in text
+    assert not (tmp_path / "out").exists()  # before any data was loaded or model built
+    return text[len("train.py: error: "):]
+
+
+NO_ARCH = "--official {path} has no arch: mapping, the model's settings as the official " \
+    "pretrain.py writes them (hidden_size, num_heads, ...): fix it, or remove it to take the " \
+    "model from the flags"
+A_COUNT = "must be an integer of at least 1"
+
+
+@pytest.mark.parametrize("change, message", [
+    ("arch: [hidden_size: 64\n  : {", "--official {path} is not YAML (expected ',' or ']', but "
+                                      "got ':' at line 2): fix it, or remove it to take the model "
+                                      "from the flags"),
+    ("- name: trm\n- hidden_size: 64\n", NO_ARCH),
+    ("global_batch_size: 768\n", NO_ARCH),
+    (dict(hidden_size=None), "all_config.yaml: arch has no hidden_size, which the model needs: "
+                             "add the value the checkpoint was trained with"),
+    (dict(hidden_size="abc"), f"all_config.yaml: arch hidden_size 'abc' {A_COUNT}"),
+    (dict(hidden_size=-64), f"all_config.yaml: arch hidden_size -64 {A_COUNT}"),
+    (dict(hidden_size=64.5), f"all_config.yaml: arch hidden_size 64.5 {A_COUNT}"),
+    (dict(num_heads=0), f"all_config.yaml: arch num_heads 0 {A_COUNT}"),
+    (dict(num_heads=5), "all_config.yaml: arch hidden_size 64 must be a multiple of num_heads 5 "
+                        "(attention splits the hidden size over the heads)"),
+    (dict(expansion=True), "all_config.yaml: arch expansion True must be a number above 0"),
+    (dict(halt_exploration_prob=2), "all_config.yaml: arch halt_exploration_prob 2 must be a "
+                                    "probability in [0, 1]"),
+])
+def test_a_broken_all_config_is_one_line_before_any_work(tmp_path, change, message):
+    """Not YAML, a list, a field missing or of the wrong type or sign: each ended in a traceback
+    (a KeyError, a TypeError from torch.empty, a ZeroDivisionError in the RoPE tables)."""
+    broken_config(tmp_path / "ckpt", "trm_att", change)
+    path = tmp_path / "ckpt" / "all_config.yaml"
+    assert refused(tmp_path, tmp_path / "ckpt") == message.format(path=path)
+
+
+@pytest.mark.parametrize("name, field", [("trm_att", "L_cycles"), ("trm_att", "H_cycles"),
+                                         ("trm_att", "halt_max_steps"), ("hrm_att", "L_cycles"),
+                                         ("hrm_att", "H_cycles"), ("hrm_att", "halt_max_steps")])
+def test_a_recursion_of_zero_cycles_or_steps_is_refused_as_the_flags_are(tmp_path, name, field):
+    """L_cycles 0 left the latent where it started, halt_max_steps 0 crashed later (a math domain
+    error, an empty torch.stack); --n 0 and --N-sup 0 are refused, and so are these."""
+    broken_config(tmp_path / "ckpt", name, {field: 0})
+    assert refused(tmp_path, tmp_path / "ckpt") == f"all_config.yaml: arch {field} 0 {A_COUNT}"
+
+
+@pytest.mark.parametrize("hidden", [32, 128])
+def test_a_hidden_size_that_does_not_fit_names_the_tensor_and_the_config(tmp_path, hidden):
+    """The weights are of hidden size 64: the first tensor that does not fit, and what
+    all_config.yaml says, before any data is loaded (this used to blame the number of puzzle ids,
+    after the data was loaded)."""
+    broken_config(tmp_path / "ckpt", "trm_att", dict(hidden_size=hidden))
+    text = refused(tmp_path, tmp_path / "ckpt")
+    assert text == (f"--official {tmp_path / 'ckpt' / 'step_7'}: its weights do not fit the model "
+                    f"from all_config.yaml (puzzle_emb has shape (1, 64), this model needs (1, "
+                    f"{hidden}); the config: hidden_size {hidden}, expansion 4, 2 layers, "
+                    f"attention, puzzle_emb_len 4, vocab_size 6, seq_len 16): make "
+                    f"all_config.yaml match the checkpoint's training (vocab_size and seq_len come "
+                    f"from --task)")
+
+
 def test_official_needs_eval_only():
     with pytest.raises(SystemExit, match="use it with --eval-only"):
         train.main(["--official", "some/repo", "--task", "sudoku4"])

@@ -58,12 +58,16 @@ def run_all(rows: list, args, out: str) -> list:
     while todo or running:
         while todo and len(running) < args.jobs:
             row, seed = todo.pop(0)
-            running[start(row, seed, args, out).pid] = (row, seed, time.time())
+            # keep the Popen: one that is garbage-collected while its child runs is reaped by
+            # subprocess itself at the next Popen, and os.wait4 below would never see it
+            proc = start(row, seed, args, out)
+            running[proc.pid] = (proc, row, seed, time.time())
         # os.wait4: this child's own resource use, whose ru_maxrss is its peak memory (KiB)
         pid, status, usage = os.wait4(-1, 0)
-        (key, name, flags, paper), seed, began = running.pop(pid)
+        proc, (key, name, flags, paper), seed, began = running.pop(pid)
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait
         folder = os.path.join(out, f"{key}-seed{seed}")
-        if os.waitstatus_to_exitcode(status) != 0:
+        if proc.returncode != 0:
             sys.exit(f"lib.ablations: the run {key} seed {seed} failed: see {folder}.txt")
         results = os.path.join(folder, "results.json")
         if not os.path.exists(results):  # e.g. --extra --dry-run, or another --out

@@ -39,9 +39,12 @@ def trajectory_noise(seed: int, puzzles: torch.Tensor, trajectories: torch.Tenso
     number is a hash of (seed, puzzle, trajectory, step, its index), so a trajectory's noise is the
     same whatever batch, rank or number of trajectories it runs with (a torch.Generator's stream
     would depend on all three). Box-Muller turns two hashed uniforms into one normal."""
-    key = _mix(_mix(_mix(_mix(torch.tensor(seed)) ^ puzzles.long()) ^ trajectories.long()) ^ step)
+    seed = torch.tensor(seed, device=puzzles.device)
+    key = _mix(_mix(_mix(_mix(seed) ^ puzzles.long()) ^ trajectories.long()) ^ step)  # (R,)
     count = math.prod(shape)
     index = torch.arange(2 * count, device=puzzles.device)
+    # each index hashed once (offset by the golden ratio's bits, so that index 0 is no zero key),
+    # then mixed with each row's key
     bits = _mix(key[:, None] ^ _mix(index + 0x9E3779B9)[None])  # (R, 2 * count)
     u = ((bits >> 8).float() + 0.5) / 2**24  # uniform in (0, 1), never 0: log(u) is finite
     u1, u2 = u[:, :count], u[:, count:]

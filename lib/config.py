@@ -281,9 +281,11 @@ def check_breadth(cfg: dict):
              f"{picking} out")
 
 
-# with --eval-only, everything else comes from the checkpoint's own config
+# with --eval-only, everything else comes from the checkpoint's own config; --seed there seeds
+# only the noise of --trajectories (default 0)
 EVAL_FLAGS = ("resume", "eval_only", "eval_steps", "eval_limit", "eval_batch_size", "data_dir",
-              "device", "dtype", "compile", "threads", "solve", "trajectories", "noise", "select")
+              "device", "dtype", "compile", "threads", "solve", "trajectories", "noise", "select",
+              "seed")
 # with --official the task's preset gives everything but the model, which all_config.yaml gives
 # --resume goes on with the checkpoint's config (a flag left out takes its value); these may be
 # given anew: how long and how often, where, and on what. Any other flag that differs is refused.
@@ -357,6 +359,9 @@ def resolve_config(argv=None) -> dict:
         cfg = {**saved, "device": None, "dtype": None, "bench": None, "dry_run": False,
                **{k: v for k, v in args.items() if k in EVAL_FLAGS and v is not None}}
         cfg["out"] = args["out"] or os.path.dirname(os.path.abspath(args["resume"]))
+        # the whole test split unless --eval-limit says otherwise: the checkpoint's limit was for
+        # the quick evaluations during training
+        cfg["eval_limit"] = args["eval_limit"] or 0
         check_config(cfg)
         return cfg
     args["model"] = args["model"] or (saved or {}).get("model", "trm")
@@ -376,5 +381,7 @@ def resolve_config(argv=None) -> dict:
                                                 "-official" * bool(cfg["official"]))
     if cfg["eval_batch_size"] is None:
         cfg["eval_batch_size"] = cfg["batch_size"]
+    if cfg["eval_only"] and args["eval_limit"] is None:  # --official: the whole test split too
+        cfg["eval_limit"] = 0
     check_config(cfg)
     return cfg

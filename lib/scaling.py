@@ -204,4 +204,7 @@ def eval_only(run) -> list:
             " (GENERATED data)" * run.train.generated
         for line in report(table, trained, cfg["out"], title):
             print(line)
+        print(f"scored {table[0]['puzzles']:,} of the {len(run.test):,} test examples" +
+              " (--eval-limit)" * (table[0]["puzzles"] < len(run.test)) +
+              f"; the noise of --trajectories from --seed {cfg['seed']}" * bool(cfg.get("noise")))
     return table

@@ -296,6 +296,18 @@ def test_eval_only_refuses_a_flag_that_differs_from_the_checkpoint(tmp_path, che
     assert (cfg["hidden"], cfg["eval_limit"]) == (32, 8)
 
 
+def test_eval_only_scores_the_whole_test_split_and_seeds_the_noise_with_seed(checkpoint):
+    """--eval-only used to score only the training's intermediate --eval-limit, and to take the
+    noise's seed from the checkpoint whatever --seed said."""
+    saved = torch.load(checkpoint, weights_only=False)["config"]
+    assert saved["eval_limit"] > 0 and saved["seed"] == 0
+    cfg = config.resolve_config(["--eval-only", "--resume", str(checkpoint)])
+    assert (cfg["eval_limit"], cfg["seed"]) == (0, 0)
+    cfg = config.resolve_config(["--eval-only", "--resume", str(checkpoint), "--seed", "7",
+                                 "--trajectories", "2", "--noise", "0.5"])
+    assert (cfg["eval_limit"], cfg["seed"]) == (0, 7)
+
+
 def test_a_checkpoint_whose_weights_do_not_fit_its_config_is_one_line(tmp_path, checkpoint):
     """A config that says hidden 64 beside weights of 32: told before any data is loaded, naming
     the checkpoint and the first tensor that does not fit (load_state_dict's traceback, before)."""

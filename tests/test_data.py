@@ -448,7 +448,7 @@ def test_unreachable_endpoint_falls_back_to_generated(tmp_path, monkeypatch, tas
         assert (train.meta["rating"] >= 1).all() and (train.meta["clues"] >= 17).all()
 
 
-# ---- the real Sudoku-Extreme 1k files, when the shared folder is there
+# ---- real Sudoku-Extreme rows (the fixtures)
 
 def test_real_sudoku_extreme_rows(tmp_path):
     """The first 20 rows of the real 1k train.csv and of test_hard (CRLF line ends, as exported),

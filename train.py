@@ -25,7 +25,6 @@ Several GPUs (the global batch is split over them; see lib/parallel.py):
     torchrun --nproc-per-node 4 train.py --model trm --task maze
 """
 
-import copy
 import math
 import os
 import sys
@@ -42,7 +41,7 @@ from lib import checkpoint, config, official, parallel
 from lib.bench import bench
 from lib.config import RECURSION, fail, resolve_config
 from lib.evaluate import eval_line, evaluate, solve_mode
-from lib.optim import AdamATan2, SignSGD, ema_update
+from lib.optim import AdamATan2, SignSGD, ema_copy, ema_update
 from lib.parallel import join_slots, slots
 from lib.report import (Progress, banner, claim_out, fmt_time, plot_curves, write_json,
                         write_results)
@@ -269,16 +268,20 @@ def check_device(device: str | None):
 
 
 def device_probes(device) -> dict:
-    """What --bench asks of the device: wait for it, reset and read its peak memory, its name."""
+    """What --bench and --trajectories ask of the device: wait for it, reset and read its peak
+    memory, its name, and its memory in all (bytes, whose): a CUDA GPU's own, else the machine's
+    (which Apple's GPU shares)."""
     if device.type == "cuda":
         gib = lambda: torch.cuda.max_memory_allocated() / 2**30
         return dict(sync=torch.cuda.synchronize, reset=torch.cuda.reset_peak_memory_stats,
                     memory=lambda: f"peak memory {gib():.2f} GiB",
-                    name=torch.cuda.get_device_name(device))
+                    name=torch.cuda.get_device_name(device),
+                    total=(torch.cuda.get_device_properties(device).total_memory, "this GPU's"))
     import resource  # Unix only: the whole process's peak resident memory (Linux: KiB)
     rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return dict(sync=lambda: None, reset=lambda: None, memory=lambda: f"peak RSS {rss():.2f} GiB",
-                name="")
+                name="", total=(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+                                "this machine's"))
 
 
 def setup_device(cfg: dict):
@@ -334,12 +337,6 @@ def model_config(cfg: dict, train) -> tuple:
                          **{k: cfg[k] for k in RECURSION[cfg["model"]]})
 
 
-def ema_copy(model):
-    """The model's EMA copy (optim.ema_update), sharing its puzzle-embedding table (~1M rows for
-    ARC) instead of copying it."""
-    return copy.deepcopy(model, memo={id(model.puzzle_emb): model.puzzle_emb})
-
-
 def build_run(cfg: dict, device, autocast, train, test, log_file) -> Run:
     """The model, its EMA copy, the two optimisers and an empty carry."""
     Model, mcfg = model_config(cfg, train)
@@ -363,11 +360,6 @@ def build_run(cfg: dict, device, autocast, train, test, log_file) -> Run:
 
 # -----------------------------------------------------------------------------
 # training
-
-def all_finite(module) -> bool:
-    return all(torch.isfinite(t).all() for t in module.state_dict().values()
-               if t.is_floating_point())
-
 
 def stop_not_finite(run: Run, progress: Progress, what: str):
     """Stop on NaN/Inf before anything is checkpointed: every checkpoint written is finite."""
@@ -403,7 +395,8 @@ def evaluate_and_save(run: Run, last: bool, progress: Progress):
     # deviation: intermediate evals may use the first --eval-limit test puzzles (the official
     # code evaluates all 422,786 Sudoku puzzles every time); the final one uses all
     cfg = run.cfg
-    if not (all_finite(run.model) and all_finite(run.ema_model)):  # the loss was checked before
+    # the loss was checked before; the weights after the last optimiser step are checked here
+    if not all(checkpoint.all_finite(m) for m in (run.model, run.ema_model)):
         stop_not_finite(run, progress, "the weights after the last optimiser step are not finite")
     result = evaluate(run.eval_fn, run.test, cfg, 0 if last else cfg["eval_limit"], run.autocast)
     files = result.pop("files", {})  # what a task writes at each evaluation (ARC: submission.json)
@@ -476,7 +469,8 @@ def main(argv=None):
         checkpoint.check_fits(cfg["resume"], *model_config(cfg, SimpleNamespace(
             **cfg["model_config"])))
     device, autocast = setup_device(cfg)
-    check_memory(cfg, device)
+    probes = device_probes(device)
+    check_memory(cfg, *probes["total"])
     if not parallel.is_main():  # under torchrun rank 0 speaks for all and writes every file
         sys.stdout = open(os.devnull, "w")
     with claim_out(cfg["out"]) if parallel.is_main() else open(os.devnull, "w") as log_file:
@@ -500,7 +494,7 @@ def main(argv=None):
         if cfg["eval_only"]:
             return eval_only(run)
         if cfg["bench"]:
-            return bench(run, train_step, device_probes(device))
+            return bench(run, train_step, probes)
         return train_loop(run)
 
 

@@ -43,6 +43,12 @@ def save(run, rng: dict):
         fail(f"{why}; no checkpoint was written: {fix}, run again")
 
 
+def all_finite(module) -> bool:
+    """No NaN or Inf in the module's weights: what train.py checks before every save."""
+    return all(torch.isfinite(t).all() for t in module.state_dict().values()
+               if t.is_floating_point())
+
+
 def ema_weights(ckpt: dict) -> dict:
     """The evaluated (EMA) weights of a checkpoint, as a full state dict: the puzzle-embedding
     table, which the EMA model shares, is stored once, with the model's weights."""
@@ -78,7 +84,7 @@ def mismatch(weights: dict, Model, mcfg) -> str | None:
 def check_fits(path: str, Model, mcfg):
     """Refuse a checkpoint whose weights do not fit the model its own config builds, Model(mcfg),
     in one line, before any data is loaded (load_state_dict would say it in a traceback, later)."""
-    problem = mismatch(read_checkpoint(path)["model"], Model, mcfg)
+    problem = mismatch(read_checkpoint(path, mmap=True)["model"], Model, mcfg)
     if problem:
         fail(f"--resume {path}: its weights do not fit its config ({problem}): the config was "
              f"edited, or trm.py / hrm.py changed since it was written; resume from a checkpoint "

@@ -295,12 +295,14 @@ RESUME_MAY_CHANGE = ("steps", "minutes", "eval_every", "eval_limit", "eval_batch
                      "noise", "select")
 
 
-def read_checkpoint(path: str, map_location="cpu") -> dict:
-    """A checkpoint that train.py wrote, or one line saying why the file is not one."""
+def read_checkpoint(path: str, map_location="cpu", mmap: bool = False) -> dict:
+    """A checkpoint that train.py wrote, or one line saying why the file is not one. mmap: the
+    tensors stay in the file until read, for a look at the config or the shapes (an ARC
+    checkpoint is gigabytes)."""
     if not os.path.isfile(path):
         fail(f"--resume {path}: no such file (give the ckpt.pt of an earlier run)")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        ckpt = torch.load(path, map_location=map_location, weights_only=False, mmap=mmap)
     except Exception as e:  # empty, truncated, garbage: torch and pickle raise many kinds
         fail(f"--resume {path} cannot be read as a checkpoint ({type(e).__name__}: it may be "
              f"truncated or not a checkpoint): resume from another one, or start afresh")
@@ -337,7 +339,7 @@ def resolve_config(argv=None) -> dict:
     if args["official"] and (args["resume"] or not args["eval_only"]):
         fail("--official scores a checkpoint of the official code: use it with --eval-only and "
              "without --resume")
-    saved = read_checkpoint(args["resume"])["config"] if args["resume"] else None
+    saved = read_checkpoint(args["resume"], mmap=True)["config"] if args["resume"] else None
     if saved:  # a model setting added after the checkpoint was written: it ran the preset's
         # value (None: the model's default)
         preset = PRESETS[saved["model"]].get(saved["task"], {})

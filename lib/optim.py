@@ -1,5 +1,7 @@
 """The optimisers of the official recipe, written out: AdamATan2 for the network, SignSGD for the
 puzzle embedding, and the EMA of the weights that evaluation uses."""
+import copy
+
 import torch
 
 
@@ -52,6 +54,12 @@ class SignSGD(torch.optim.Optimizer):
                 else:  # one shared row (Sudoku, Maze): always in the batch
                     ids, g = torch.arange(len(p), device=p.device), p.grad
                 p.index_copy_(0, ids, p[ids] * (1 - lr * wd) - lr * g.sign())
+
+
+def ema_copy(model):
+    """The model's EMA copy (ema_update below), sharing its puzzle-embedding table (~1M rows for
+    ARC) instead of copying it."""
+    return copy.deepcopy(model, memo={id(model.puzzle_emb): model.puzzle_emb})
 
 
 @torch.no_grad()

@@ -151,10 +151,10 @@ def report(table: list, trained: int, out: str, title: str) -> list:
     return lines + [f"wrote {' and '.join(paths)} in {out}"]
 
 
-def check_memory(cfg: dict, device):
+def check_memory(cfg: dict, have: int, whose: str):
     """Refuse, before any work, --trajectories whose largest K makes one eval batch (its puzzles
-    x K rows) need more memory than the device has: a CUDA GPU's own, else the machine's (which
-    Apple's GPU shares). A row holds at its peak, in fp32, the states and the input (about 6
+    x K rows) need more memory than the device has (`have` bytes; train.py's device_probes says
+    how much and whose). A row holds at its peak, in fp32, the states and the input (about 6
     tensors of tokens x hidden numbers) and the widest SwiGLU's 4 activations (its width:
     expansion x 2/3 of what it mixes, rounded up to 256, as trm.SwiGLU and hrm.SwiGLU build it);
     that is within 10% of the peak measured on a CPU, for TRM and HRM, attention and MLP-t."""
@@ -168,10 +168,6 @@ def check_memory(cfg: dict, device):
                    for d in ([D, L] if m["mlp_t"] else [D]))
     tensors = 6 + 4 * wide
     row = 4 * L * D * tensors  # bytes
-    if device.type == "cuda":
-        have, whose = torch.cuda.get_device_properties(device).total_memory, "this GPU's"
-    else:
-        have, whose = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's"
     # a batch holds --eval-batch-size puzzles, fewer when --eval-limit asks for fewer (but on
     # ARC, which votes over its whole test split)
     B = cfg["eval_batch_size"]

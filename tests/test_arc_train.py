@@ -191,7 +191,7 @@ def test_sign_sgd_and_the_ema_on_a_million_rows_cost_the_batch_not_the_table():
                           mlp_t=True, num_puzzle_ids=1_000_000, puzzle_emb_len=1, n=1, T=1,
                           N_sup=2))
     table = model.puzzle_emb.numel() * 4  # 64 MB of float32
-    ema = train.ema_copy(model)
+    ema = optim.ema_copy(model)
     assert ema.puzzle_emb is model.puzzle_emb  # shared, not copied
     emb_opt = optim.SignSGD([model.puzzle_emb], lr=0.01, weight_decay=0.1)
     inputs, ids = torch.randint(2, 12, (8, 4)), torch.randint(0, 1_000_000, (8,))

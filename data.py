@@ -3,7 +3,8 @@
 A puzzle is a grid read row-major into S = rows * cols tokens. The model reads `inputs` and must
 write `labels`; every cell is supervised and scored (givens and walls too), as in the official code.
 What a family's tokens mean and how its puzzles are checked, made, transformed and drawn lives in
-its own file below: puzzles/sudoku.py, puzzles/maze.py, and ARC in puzzles/arc_task.py.
+its own file below: puzzles/sudoku.py, puzzles/maze.py, and ARC in puzzles/arc_task.py. A task is
+one entry of TASKS; docs/adding-a-task.md says what a new one needs.
 
 tasks (TASKS)
   sudoku      Sudoku-Extreme 9x9, the papers' benchmark: 1k train puzzles drawn (seeded) from the
@@ -39,8 +40,12 @@ import torch
 from puzzles import arc_task, common, csv_format, generated, maze, sudoku
 from puzzles.common import download
 
-FAMILIES = {"sudoku": sudoku, "maze": maze}  # PuzzleSet.kind -> the module that knows the rules
-
+# The tasks: every --task is one entry here (docs/adding-a-task.md). kind names the family and
+# family is its module, which knows the rules (its tokens, checks, generator, augmentation and
+# drawing); grid is (rows, cols), S = rows * cols tokens; vocab counts token 0 (PAD), which is
+# never trained or scored (IGNORE); repo is the benchmark's Hugging Face dataset, None for a task
+# that is always generated. The presets of both models are the task's entries in lib/presets.py,
+# or recipe="<task>": train it with that task's presets.
 # n_train / n_test: sizes of generated sets; n_train is also the size of the official Sudoku
 # subsample (the 1k), while official test sets are used whole.
 # needs_guess: generated Sudoku must not be solvable by singles alone (else any minimal puzzle);
@@ -48,28 +53,33 @@ FAMILIES = {"sudoku": sudoku, "maze": maze}  # PuzzleSet.kind -> the module that
 # its measured minimum; the small mazes scale it down)
 TASKS = {
     "sudoku": dict(description="Sudoku-Extreme 9x9 (benchmark)", repo="sapientinc/sudoku-extreme",
-                   kind="sudoku", grid=(9, 9), vocab=11, n_train=1000, n_test=1000,
-                   needs_guess=True),
+                   kind="sudoku", family=sudoku, grid=(9, 9), vocab=11, n_train=1000,
+                   n_test=1000, needs_guess=True),
     "maze": dict(description="Maze-Hard 30x30 (benchmark)", repo="sapientinc/maze-30x30-hard-1k",
-                 kind="maze", grid=(30, 30), vocab=6, n_train=1000, n_test=1000, min_steps=109),
+                 kind="maze", family=maze, grid=(30, 30), vocab=6, n_train=1000, n_test=1000,
+                 min_steps=109),
     "sudoku4": dict(description="4x4 Sudoku, 2x2 boxes, minimal puzzles (generated)", repo=None,
-                    kind="sudoku", grid=(4, 4), vocab=6, n_train=5000, n_test=1000,
-                    needs_guess=False),
+                    kind="sudoku", family=sudoku, grid=(4, 4), vocab=6, n_train=5000,
+                    n_test=1000, needs_guess=False),
     "sudoku6": dict(description="6x6 Sudoku, 2x3 boxes, minimal puzzles (generated)", repo=None,
-                    kind="sudoku", grid=(6, 6), vocab=8, n_train=30000, n_test=1000,
-                    needs_guess=False),
+                    kind="sudoku", family=sudoku, grid=(6, 6), vocab=8, n_train=30000,
+                    n_test=1000, needs_guess=False),
     "maze-small": dict(description="7x7 maze generated like Maze-Hard", repo=None,
-                       kind="maze", grid=(7, 7), vocab=6, n_train=1000, n_test=1000,
-                       min_steps=16),
-    **arc_task.TASKS,  # each with its own loader ("load")
+                       kind="maze", family=maze, grid=(7, 7), vocab=6, n_train=1000,
+                       n_test=1000, min_steps=16),
+    **arc_task.TASKS,  # each with its own loader ("load") instead of a family
 }
+# PuzzleSet.kind -> the module that knows the rules, as the tasks name them
+FAMILIES = {spec["kind"]: spec["family"] for spec in TASKS.values() if "family" in spec}
 # data rows of the official files (the Hugging Face datasets sapientinc/sudoku-extreme and
 # sapientinc/maze-30x30-hard-1k), so that a cut download is never taken for the benchmark
 OFFICIAL_ROWS = {"sudoku": {"train.csv": 3_831_994, "test.csv": 422_786},
                  "maze": {"train.csv": 1000, "test.csv": 1000}}
 
 IGNORE = 0  # labels that carry no loss and no score (official ignore_label_id): ARC's PAD canvas
-# around a grid. Sudoku and maze labels never hold it: every one of their cells counts.
+# around a grid. Sudoku and maze labels never hold it: every one of their cells counts, so their
+# tokens start at 1 (a family whose alphabet starts at 0 shifts it by one; tests/test_tasks.py
+# checks every task's labels)
 
 
 def scores(logits: torch.Tensor, labels: torch.Tensor) -> tuple:
@@ -88,7 +98,7 @@ class PuzzleSet:
     labels: torch.Tensor = field(repr=False)  # (N, S) uint8 token ids, every cell supervised
     vocab_size: int
     grid: tuple[int, int]  # (rows, cols), S = rows * cols
-    kind: str  # "sudoku" or "maze": the family (FAMILIES) whose rules apply
+    kind: str  # "sudoku", "maze", ...: the family (FAMILIES) whose rules apply
     generated: bool  # True if made by our offline generator (never the benchmark)
     source: str  # one line of provenance
     meta: dict = field(repr=False)  # per-puzzle "rating", "clues", "steps", "walls"; seeds, rows
@@ -273,15 +283,18 @@ def _generated_task(task, seed, cache_dir, log):
 SHOW_COLOURS = common.SHOW_COLOURS
 
 
-def show(puzzles, tokens, ax=None, *, inputs=None, label=None, previous=None, fontsize=None):
+def show(puzzles, tokens, ax=None, *, inputs=None, label=None, previous=None, grid=None,
+         fontsize=None):
     """Draw one (S,) token row on a matplotlib Axes (default: the current one) and return it.
     `puzzles` is a PuzzleSet or a kind string, as in decode(); inputs is the question (a Sudoku's
     givens are drawn bold on grey), label the right answer (cells that agree are green, any that
     disagree red), previous e.g. the answer one supervision step earlier (changed cells get an
-    orange frame). The families' looks() say what each cell looks like (colours: SHOW_COLOURS);
-    fontsize defaults to what fits the cells. Each artist's gid names its cell i = row * n + col
-    ("cell i", "text i", "dot i", "frame i")."""
+    orange frame). grid is (rows, cols), by default the PuzzleSet's, else a square. The families'
+    looks() say what each cell looks like (colours: SHOW_COLOURS); fontsize defaults to what fits
+    the cells. Each artist's gid names its cell i = row * cols + col ("cell i", "text i", "dot i",
+    "frame i")."""
     family = _family(puzzles)
     t, x, y, before = common.rows(tokens, inputs=inputs, label=label, previous=previous)
+    shape = common.grid_shape(len(t), grid or getattr(puzzles, "grid", None))
     cells, box = family.looks(t, x, y)
-    return common.draw(ax, cells, box, None if before is None else before != t, fontsize)
+    return common.draw(ax, cells, shape, box, None if before is None else before != t, fontsize)

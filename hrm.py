@@ -28,12 +28,19 @@ grad_window calls long: 2 (the default) is the one-step gradient above, T+1 the 
 TRM's last recursion), N(T+1) full backpropagation through the segment. Whatever the window, the
 state carried to the next segment is detached.
 Halting is learned by Q-learning: a halt and a continue logit, the continue target taken from one
-more segment (`continue_target`). Training (the loop over segments with its carry of batch slots)
-lives in train.py, shared with TRM. Weights and layouts match the official code (sapientinc/HRM),
-so its checkpoints load here.
+more segment (`continue_target`). Training (the loop over segments with its carry of batch slots,
+and the loss) lives in train.py, shared with TRM. Weights and layouts match the official code
+(sapientinc/HRM), so its checkpoints load here (lib/official.py).
 
 This file repeats trm.py's building blocks byte for byte; `diff hrm.py trm.py` shows what TRM
 changed.
+
+What this file does differently from the official code, each at its `# deviation:` comment:
+- the puzzle embedding is a parameter with a sparse gradient, not a buffer with a per-sample copy;
+  the summed gradient SignSGD consumes is the same (HRM.__init__);
+- TRM's MLP-t mixer is offered besides attention (HRMConfig.mlp_t), so that the two models can be
+  compared with the same mixer on small tasks.
+Not in the official code, and off by default: grad_window.
 """
 
 import math
@@ -204,6 +211,7 @@ class HRM(nn.Module):
         self.register_buffer("zH_init", trunc_normal_(torch.empty(D), std=1.0))
         self.register_buffer("zL_init", trunc_normal_(torch.empty(D), std=1.0))
         self.max_steps = c.M_max  # what train.py's evaluation runs
+        self.learns_continue = True  # train.py runs continue_target every step
         # the last grad_window module calls of a segment back-propagate
         self.grad_window = 2 if c.grad_window is None else c.grad_window
         if not 1 <= self.grad_window <= self.net_calls():
@@ -221,7 +229,7 @@ class HRM(nn.Module):
     def calls_per_step(self) -> tuple[int, int]:
         """Module calls per training step: run forward (the segment, and the one more segment of
         the Q-learning target), and back-propagated (the gradient window)."""
-        return 2 * self.net_calls(), self.grad_window
+        return self.net_calls() * (2 if self.learns_continue else 1), self.grad_window
 
     def input_embedding(self, inputs: torch.Tensor, puzzle_ids: torch.Tensor) -> torch.Tensor:
         B, P = inputs.shape[0], self.config.puzzle_emb_len
@@ -235,7 +243,7 @@ class HRM(nn.Module):
         x = torch.cat([prefix, tokens], dim=1)  # (B, L, D), L = P + S
         return math.sqrt(tokens.shape[-1]) * x
 
-    def run(self, layers: nn.ModuleList, h: torch.Tensor, injection: torch.Tensor) -> torch.Tensor:
+    def level(self, layers: nn.ModuleList, h: torch.Tensor, injection: torch.Tensor):
         """One module call: add the injected states to h, then run the module's blocks."""
         rope = None if self.config.mlp_t else (self.rope_cos, self.rope_sin)
         h = h + injection  # (B, L, D)
@@ -244,10 +252,10 @@ class HRM(nn.Module):
         return h
 
     def L_net(self, z_L, z_H, x):
-        return self.run(self.L_layers, z_L, z_H + x)  # f_L(z_L, z_H, x): the low level sees x
+        return self.level(self.L_layers, z_L, z_H + x)  # f_L(z_L, z_H, x): the low level sees x
 
     def H_net(self, z_H, z_L):
-        return self.run(self.H_layers, z_H, z_L)  # f_H(z_H, z_L): the high level does not
+        return self.level(self.H_layers, z_H, z_L)  # f_H(z_H, z_L): the high level does not
 
     def cycles(self, x, z_H, z_L, calls: range):
         """The module calls numbered `calls` of N high-level cycles in a row, N(T+1) calls in all:
@@ -291,35 +299,28 @@ class HRM(nn.Module):
 
     @torch.no_grad()
     def halt(self, q: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
-        """Which slots stop after this segment; steps (B,) counts the segments taken so far.
+        """Which slots stop after this supervision step; steps (B,) counts the steps taken so far.
 
-        Training: halt when Q(halt) > Q(continue) or at M_max. With probability epsilon
-        (halt_exploration_prob) a slot first has to reach a random minimum of 2..M_max segments.
-        Evaluation: always run all M_max segments (the official code ignores Q there)."""
-        M_max = self.config.M_max
-        halted = steps >= M_max
-        if self.training and M_max > 1:
+        Training: halt when the head wants to (wants_to_halt) or at max_steps. With probability
+        halt_exploration_prob a slot first has to reach a random minimum of 2..max_steps steps.
+        Evaluation: always run all max_steps (the official code ignores q there)."""
+        halted = steps >= self.max_steps
+        if self.training and self.max_steps > 1:
             halted = halted | self.wants_to_halt(q)
-            explore = torch.rand_like(q[:, 0]) < self.config.halt_exploration_prob
-            min_steps = explore * torch.randint_like(steps, 2, M_max + 1)
+            explore = torch.rand(steps.shape, device=steps.device) < \
+                self.config.halt_exploration_prob
+            min_steps = explore * torch.randint_like(steps, 2, self.max_steps + 1)
             halted = halted & (steps >= min_steps)
         return halted
 
     @torch.no_grad()
     def continue_target(self, state, inputs, puzzle_ids, steps) -> torch.Tensor:
-        """Q-learning target of the continue logit: the value of the next segment, read from one
-        more segment run from the new state (no replay buffer, no target network). At the last
-        segment continuing is impossible, so the target is that segment's halt value."""
+        """Q-learning target of the continue logit (learns_continue only): the value of the next
+        step, read from one more supervision step run from the new state (no replay buffer, no
+        target network). At the last step continuing is impossible: the target is its halt value."""
         _, _, q_next = self(state, inputs, puzzle_ids)
-        best = torch.where(steps >= self.config.M_max, q_next[:, 0], q_next.max(-1).values)
+        best = torch.where(steps >= self.max_steps, q_next[:, 0], q_next.max(-1).values)
         return torch.sigmoid(best)  # (B,)
-
-    def halt_loss(self, q, exact, state, inputs, puzzle_ids, steps) -> torch.Tensor:
-        """Per-slot loss of the Q head (B,): BCE of Q(halt) against "the answer is exactly right"
-        plus BCE of Q(continue) against the Q-learning target (paper §2, ACT)."""
-        target = self.continue_target(state, inputs, puzzle_ids, steps)
-        return F.binary_cross_entropy_with_logits(q[:, 0], exact.float(), reduction="none") + \
-            F.binary_cross_entropy_with_logits(q[:, 1], target, reduction="none")
 
 
 # -----------------------------------------------------------------------------
@@ -339,8 +340,3 @@ def official_state_dict(official: dict) -> dict:
         out[key] = value
     return out
 
-
-def load_official(model: HRM, official: dict) -> HRM:
-    """Load official weights into `model` (strict: every tensor must match by name and shape)."""
-    model.load_state_dict(official_state_dict(official), strict=True)
-    return model

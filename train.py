@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from types import SimpleNamespace
 
 import torch
+import torch.nn.functional as F
 
 import data
 from hrm import HRM, HRMConfig
@@ -42,7 +43,6 @@ from lib.bench import bench
 from lib.config import RECURSION, fail, resolve_config
 from lib.evaluate import eval_line, evaluate, solve_mode
 from lib.optim import AdamATan2, SignSGD, ema_copy, ema_update
-from lib.parallel import join_slots, slots
 from lib.report import (Progress, banner, claim_out, fmt_time, plot_curves, write_json,
                         write_results)
 from lib.scaling import check_memory, eval_only
@@ -50,34 +50,6 @@ from trm import TRM, TRMConfig
 
 MODELS = {"trm": (TRM, TRMConfig), "hrm": (HRM, HRMConfig)}
 config.parser.description = __doc__  # --help starts with the usage above
-
-
-# -----------------------------------------------------------------------------
-# the loss
-
-def stablemax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy with stablemax instead of softmax (Prieto et al. 2025), in float64 as in the
-    official code: s(v) = v + 1 for v >= 0, 1 / (1 - v) below, p_i = s(l_i) / sum_j s(l_j)."""
-    x = logits.double()
-    # clamp: the branch torch.where discards must stay finite, or its gradient (0 * inf at x = 1,
-    # common for bf16 logits) is NaN; the official code adds 1e-30 to 1 - x for the same reason
-    s = torch.where(x >= 0, x + 1, 1 / (1 - x.clamp(max=0)))  # (B, S, V)
-    picked = s.gather(-1, labels.long().unsqueeze(-1)).squeeze(-1)  # (B, S)
-    return torch.log(s.sum(-1)) - torch.log(picked)  # (B, S)
-
-
-def puzzle_losses(model, state, logits, q, inputs, labels, puzzle_ids, steps) -> tuple:
-    """The loss terms of one supervision step, per puzzle (B,): the answer's mean token loss over
-    the labelled cells (PAD labels, ARC's canvas around a grid, carry none), and the halting
-    head's loss (TRM: BCE of "halt" against "my answer is exactly right"; HRM adds its Q-learning
-    continue target, which needs the state, inputs and step counts); and the scores (B,): is the
-    answer exactly right, the fraction of its cells that are."""
-    valid = labels != data.IGNORE  # (B, S)
-    token_loss = stablemax_cross_entropy(logits, labels) * valid  # (B, S)
-    answer_loss = token_loss.sum(-1) / valid.sum(-1).clamp(min=1)  # (B,)
-    exact, cell = data.scores(logits, labels)  # (B,), (B,)
-    halt_loss = model.halt_loss(q, exact, state, inputs, puzzle_ids, steps)  # (B,)
-    return answer_loss, halt_loss, exact, cell
 
 
 # -----------------------------------------------------------------------------
@@ -90,18 +62,20 @@ def paper_loop(model, optimizers: list, inputs, labels, puzzle_ids) -> list:
             y, z = y_init, z_init
             for step in range(N_supervision):
                 (y, z), y_hat, q_hat = deep_recursion(x, y, z)
-                loss = CE(y_hat, y_true) + BCE(q_hat, y_hat == y_true)
+                loss = CE(y_hat, y_true) + 0.5 * BCE(q_hat, y_hat == y_true)
                 loss.backward(); opt.step(); opt.zero_grad()
                 if q_hat > 0: break          # early stopping: "my answer is right"
 
-    The state (y, z) goes on from step to step, detached: every supervision step is trained as
-    its own short problem. A puzzle stops when its halting head says so (a batch: each puzzle on
-    its own; the batch ends when all have stopped). train.py trains with supervision_step below,
-    which never waits for a batch's last puzzle: a halted puzzle's slot takes a new puzzle at
-    once. So each puzzle goes through the same supervision steps as here (the same states,
-    logits and losses, and it halts at the same step), but an optimiser step averages the
-    gradients of whichever puzzles share it. tests/test_train.py checks both: per puzzle with
-    mixed halting, and loss and gradient of every optimiser step when all puzzles halt together."""
+    The halting term weighs 0.5, as in the official code (losses.py: lm_loss + 0.5 * (q_halt_loss
+    + q_continue_loss)); the paper's Fig. 3 writes no weight. The state (y, z) goes on from step
+    to step, detached: every supervision step is trained as its own short problem. A puzzle stops
+    when its halting head says so (a batch: each puzzle on its own; the batch ends when all have
+    stopped). train.py trains with supervision_step below, which never waits for a batch's last
+    puzzle: a halted puzzle's slot takes a new puzzle at once. So each puzzle goes through the
+    same supervision steps as here (the same states, logits and losses, and it halts at the same
+    step), but an optimiser step averages the gradients of whichever puzzles share it.
+    tests/test_train.py checks both: per puzzle with mixed halting, and loss and gradient of every
+    optimiser step when all puzzles halt together."""
     B = len(inputs)
     state = model.initial_state(B)  # y, z = y_init, z_init
     running = torch.ones(B, dtype=torch.bool, device=inputs.device)  # not halted yet
@@ -109,8 +83,10 @@ def paper_loop(model, optimizers: list, inputs, labels, puzzle_ids) -> list:
     for step in range(1, model.max_steps + 1):
         state, logits, q = model(state, inputs, puzzle_ids)  # deep_recursion
         steps = torch.full((B,), step, device=inputs.device)
-        answer, halting, _, _ = puzzle_losses(model, state, logits, q, inputs, labels,
-                                               puzzle_ids, steps)
+        # HRM (and TRM --act-continue) also learn Q(continue): its target takes one more forward
+        target = model.continue_target(state, inputs, puzzle_ids, steps) \
+            if model.learns_continue else None
+        answer, halting, _, _ = loss_terms(logits, q, labels, target)  # CE, BCE per puzzle (B,)
         loss = ((answer + 0.5 * halting) * running).sum() / B  # halted puzzles add nothing
         loss.backward()
         for opt in optimizers:
@@ -121,6 +97,42 @@ def paper_loop(model, optimizers: list, inputs, labels, puzzle_ids) -> list:
         if not running.any():
             break
     return losses
+
+
+# -----------------------------------------------------------------------------
+# the loss, all of it: the answer's, the exactness it is scored by, and the halting head's
+
+def stablemax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy with stablemax instead of softmax (Prieto et al. 2025), in float64 as in the
+    official code: s(v) = v + 1 for v >= 0, 1 / (1 - v) below, p_i = s(l_i) / sum_j s(l_j)."""
+    x = logits.double()
+    # clamp: the branch torch.where discards must stay finite, or its gradient (0 * inf at x = 1,
+    # common for bf16 logits) is NaN; the official code adds 1e-30 to 1 - x for the same reason
+    s = torch.where(x >= 0, x + 1, 1 / (1 - x.clamp(max=0)))  # (B, S, V)
+    picked = s.gather(-1, labels.long().unsqueeze(-1)).squeeze(-1)  # (B, S)
+    return torch.log(s.sum(-1)) - torch.log(picked)  # (B, S)
+
+
+def loss_terms(logits, q, labels, continue_target=None) -> tuple:
+    """The loss terms of one supervision step, per puzzle (B,), and its scores (B,).
+
+    answer: the mean token loss over the labelled cells (PAD labels, ARC's canvas around a grid,
+      carry none);
+    halting: BCE of the halt logit against "the answer is exactly right"; with a continue target
+      (HRM, TRM --act-continue: q is (B, 2)) plus BCE of the continue logit against it;
+    exact, cell: is the answer exactly right, the fraction of its cells that are (data.scores,
+      which the evaluation shares)."""
+    valid = labels != data.IGNORE  # (B, S)
+    token_loss = stablemax_cross_entropy(logits, labels) * valid  # (B, S)
+    answer = token_loss.sum(-1) / valid.sum(-1).clamp(min=1)  # (B,)
+    exact, cell = data.scores(logits, labels)  # (B,), (B,)
+    bce = F.binary_cross_entropy_with_logits
+    if continue_target is None:
+        halting = bce(q, exact.float(), reduction="none")  # (B,)
+    else:
+        halting = bce(q[:, 0], exact.float(), reduction="none") + \
+            bce(q[:, 1], continue_target, reduction="none")  # (B,)
+    return answer, halting, exact, cell
 
 
 # -----------------------------------------------------------------------------
@@ -141,11 +153,15 @@ def supervision_step(model, carry: dict, inputs, labels, puzzle_ids):
 
     state, logits, q = model(state, inputs, puzzle_ids)  # forward: one supervision step
     steps = steps + 1
-    answer, halting, exact, cell = puzzle_losses(model, state, logits, q, inputs, labels,
-                                                 puzzle_ids, steps)
-    # averaged over all slots (official: summed, then divided by the global batch)
-    loss = (answer.sum() + 0.5 * halting.sum()) / len(inputs)
     halted = model.halt(q, steps)
+    # HRM (and TRM --act-continue) learn Q(continue) by Q-learning; its target is the value of
+    # the next step, read from one more forward step without gradient: the step's forward twice
+    target = model.continue_target(state, inputs, puzzle_ids, steps) \
+        if model.learns_continue else None
+    answer, halting, exact, cell = loss_terms(logits, q, labels, target)  # (B,) each
+    # averaged over all slots (official: summed, then divided by the global batch); halting
+    # weighs 0.5 as in the official code (see paper_loop)
+    loss = (answer.sum() + 0.5 * halting.sum()) / len(inputs)
 
     # metrics of the puzzles that finished at this step (summed; divided at log time)
     done = halted.float()
@@ -173,34 +189,31 @@ def train_step(run, step: int) -> dict:
     """One optimiser step: every slot of the carry advances by one supervision step."""
     inputs, labels, puzzle_ids = batch_on_device(run, step)  # (B, S), (B, S), (B,)
     set_learning_rate(run, step)
-    K = run.cfg["grad_accum"]  # 1 unless the batch runs in K micro-batches (less memory)
-    carries, metrics = [], []
-    for part in micro_batches(len(inputs), K):
-        with run.autocast, out_of_memory_hint(run.device, len(inputs) // K, K):
-            carry, loss, m = run.step_fn(run.model, slots(run.carry, part), inputs[part],
-                                         labels[part], puzzle_ids[part])  # forward and loss
-            (loss / K).backward()  # backward: the micro-batches' gradients add up
-        carries.append(carry)
-        metrics.append(m)
-    run.carry = join_slots(carries)
-    parallel.average_gradients(run.model)  # under torchrun: every rank takes the same step
+    if run.cfg["grad_accum"] == 1:
+        with run.autocast, out_of_memory_hint(run.device, len(inputs), 1):
+            run.carry, loss, metrics = run.step_fn(run.model, run.carry, inputs, labels,
+                                                   puzzle_ids)  # forward and loss
+            loss.backward()
+    else:  # --grad-accum: the same step in micro-batches, for less memory
+        metrics = micro_batches(run, inputs, labels, puzzle_ids)
+    if run.cfg["ranks"] > 1:  # under torchrun: every rank takes the same step
+        parallel.average_gradients(run.model)
     for opt in (run.opt, run.emb_opt):
-        opt.step()  # the optimiser step
+        opt.step()  # AdamATan2 on the weights, SignSGD on the puzzle embedding
         opt.zero_grad(set_to_none=True)
     if run.cfg["ema"]:
-        ema_update(run.ema_model, run.model, run.cfg["ema"])
-    # sums over the slots, but the loss is a mean: average it over the micro-batches
-    return {k: sum(m[k] for m in metrics) / (K if k == "loss" else 1) for k in metrics[0]}
+        ema_update(run.ema_model, run.model, run.cfg["ema"])  # ema <- r ema + (1 - r) weights
+    return metrics
 
 
 # the helpers a reader of one step may skip
 
 def batch_on_device(run, step: int) -> list:
-    """This rank's slots of step `step`'s batch (all of them, but under torchrun), on the device;
-    on CUDA through pinned memory, so that the copy does not wait for the GPU."""
-    mine = parallel.my_slots(run.cfg["batch_size"])
-    batch = run.train.batch(step, run.cfg["batch_size"], run.cfg["seed"], run.cfg["augment"],
-                            mine)
+    """Step `step`'s batch (under torchrun: this rank's slots of it), on the device; on CUDA
+    through pinned memory, so that the copy does not wait for the GPU."""
+    B = run.cfg["batch_size"]
+    mine = parallel.my_slots(B) if run.cfg["ranks"] > 1 else slice(None)
+    batch = run.train.batch(step, B, run.cfg["seed"], run.cfg["augment"], mine)
     if run.device.type == "cuda":
         batch = [t.pin_memory() for t in batch]
     return [t.to(run.device, non_blocking=True) for t in batch]
@@ -213,19 +226,31 @@ def set_learning_rate(run, step: int):
     run.emb_opt.param_groups[0]["lr"] = run.cfg["emb_lr"] * scale
 
 
-def micro_batches(B: int, K: int) -> list:
-    """--grad-accum K: the B slots as K consecutive slices, each its own slice of the carry."""
-    return [slice(k * B // K, (k + 1) * B // K) for k in range(K)]
+def micro_batches(run, inputs, labels, puzzle_ids) -> dict:
+    """--grad-accum A: the B slots as A consecutive slices, each run with its slice of the carry;
+    their gradients add up to the whole batch's (each loss / A). Returns the step's metrics."""
+    B, A = len(inputs), run.cfg["grad_accum"]
+    carries, metrics = [], []
+    for part in (slice(a * B // A, (a + 1) * B // A) for a in range(A)):
+        with run.autocast, out_of_memory_hint(run.device, B // A, A):
+            carry, loss, m = run.step_fn(run.model, parallel.slots(run.carry, part),
+                                         inputs[part], labels[part], puzzle_ids[part])
+            (loss / A).backward()
+        carries.append(carry)
+        metrics.append(m)
+    run.carry = parallel.join_slots(carries)
+    # sums over the slots, but the loss is a mean: average it over the micro-batches
+    return {k: sum(m[k] for m in metrics) / (A if k == "loss" else 1) for k in metrics[0]}
 
 
 @contextmanager
-def out_of_memory_hint(device, slots_per_part: int, K: int):
+def out_of_memory_hint(device, slots_per_part: int, accum: int):
     """Turn running out of device memory into one line that says what to do."""
     try:
         yield
     except torch.OutOfMemoryError:
         sys.exit(f"out of {device.type} memory with {slots_per_part} slots per micro-batch: run "
-                 f"with --grad-accum {2 * K} (the same training, in smaller pieces)")
+                 f"with --grad-accum {2 * accum} (the same training, in smaller pieces)")
 
 
 # -----------------------------------------------------------------------------
@@ -325,7 +350,8 @@ def model_config(cfg: dict, train) -> tuple:
     """(model class, its config) for the run: from the flags and the training set, or with
     --official from the checkpoint's all_config.yaml (official.prepare)."""
     # both models offer one interface: model(state, inputs, puzzle_ids) -> (state, logits, q),
-    # initial_state, reset_state, halt, halt_loss, max_steps, num_params, puzzle_emb (README)
+    # initial_state, reset_state, halt, wants_to_halt, learns_continue, continue_target, max_steps,
+    # num_params, puzzle_emb (README)
     Model, Config = MODELS[cfg["model"]]
     if cfg.get("official"):  # the table's rows are the task's puzzle ids (ARC: the build's)
         return Model, Config(**{**cfg["model_config"], "num_puzzle_ids": train.num_puzzle_ids})
@@ -487,7 +513,8 @@ def main(argv=None):
             if rng is not None:  # this rank's random state, to go on as if never stopped
                 restore_random_state(run.device, rng)
         if cfg.get("official"):
-            official.load_weights(run.model, cfg["official_file"])
+            file = cfg["official_file"]
+            official.load(run.model, official.read_state_dict(file), f"--official {file}")
             run.step = cfg["official_step"]
         if cfg.get("solve"):
             return solve_mode(run)

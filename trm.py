@@ -26,9 +26,17 @@ the last recursion, as above; 2 is HRM's "1-step gradient" (the last z update an
 T(n+1) is full backpropagation through the step. Whatever the window, the state carried to the
 next supervision step is detached.
 
-Training (the deep-supervision loop with its carry of batch slots) lives in train.py. This file
-holds the model, the halting rule and a loader for official checkpoints: weights and layouts match
-the official code (SamsungSAILMontreal/TinyRecursiveModels), so its checkpoints load here.
+Training (the deep-supervision loop with its carry of batch slots, and the loss) lives in
+train.py. This file holds the model, the halting rule and the renaming of official checkpoints:
+weights and layouts match the official code (SamsungSAILMontreal/TinyRecursiveModels), so its
+checkpoints load here (lib/official.py).
+
+What this file does differently from the official code, each at its `# deviation:` comment:
+- the puzzle embedding is a parameter with a sparse gradient, not a buffer with a per-sample copy;
+  the summed gradient SignSGD consumes is the same (TRM.__init__);
+- act_continue (Table 1's "w/ ACT") learns HRM's continue target, as the official TRM's own
+  branch for it fails as released (TRMConfig).
+Not in the official code, and off by default: grad_window and separate_nets (Table 1's ablations).
 """
 
 import math
@@ -63,6 +71,11 @@ class TRMConfig:
     grad_window: int | None = None  # None: n+1, the last recursion (Fig. 3); not official
     N_sup: int = 16  # max supervision steps; eval always runs all (official: halt_max_steps)
     halt_exploration_prob: float = 0.1  # P(a random minimum of 2..N_sup steps), same official name
+    # Table 1's "w/ ACT" row (86.1% against 87.4%): learn Q(continue) by Q-learning, as HRM, and
+    # halt when Q(halt) > Q(continue) (official: no_ACT_continue, negated).
+    # deviation: the official TRM's continue branch fails as released (it unpacks five values
+    # from a call that returns three); this runs HRM's target instead (continue_target)
+    act_continue: bool = False
 
 
 # -----------------------------------------------------------------------------
@@ -202,6 +215,7 @@ class TRM(nn.Module):
         self.register_buffer("y_init", trunc_normal_(torch.empty(D), std=1.0))
         self.register_buffer("z_init", trunc_normal_(torch.empty(D), std=1.0))
         self.max_steps = c.N_sup  # what train.py's evaluation runs
+        self.learns_continue = c.act_continue  # train.py then runs continue_target every step
         # the last grad_window net calls of a supervision step back-propagate
         self.grad_window = c.n + 1 if c.grad_window is None else c.grad_window
         if not 1 <= self.grad_window <= self.net_calls():
@@ -217,8 +231,9 @@ class TRM(nn.Module):
         return self.config.T * (self.config.n + 1)
 
     def calls_per_step(self) -> tuple[int, int]:
-        """Net calls per training step: run forward, and back-propagated (the gradient window)."""
-        return self.net_calls(), self.grad_window
+        """Net calls per training step: run forward (the step, and with act_continue the one more
+        step of the Q-learning target), and back-propagated (the gradient window)."""
+        return self.net_calls() * (2 if self.learns_continue else 1), self.grad_window
 
     def input_embedding(self, inputs: torch.Tensor, puzzle_ids: torch.Tensor) -> torch.Tensor:
         B, P = inputs.shape[0], self.config.puzzle_emb_len
@@ -261,12 +276,14 @@ class TRM(nn.Module):
             y, z = self.latent_recursions(x, y, z, range(start))
         y, z = self.latent_recursions(x, y, z, range(start, self.net_calls()))
         logits = self.output_head(y)[:, self.config.puzzle_emb_len:]  # (B, S, V), prefix dropped
-        q_halt = self.Q_head(y[:, 0])[:, 0].float()  # (B,)
-        return (y.detach(), z.detach()), logits, q_halt
+        q = self.Q_head(y[:, 0]).float()  # (B, 2): halt and continue logits
+        # TRM reads the halt logit only (§4.6); with act_continue both, as HRM
+        return (y.detach(), z.detach()), logits, q if self.config.act_continue else q[:, 0]
 
     def forward(self, state, inputs: torch.Tensor, puzzle_ids: torch.Tensor):
         """One supervision step. state = (y, z), each (B, L, D); inputs (B, S) token ids.
-        Returns the detached new state, the answer logits (B, S, V) and the halting logit (B,)."""
+        Returns the detached new state, the answer logits (B, S, V) and the halting logit (B,)
+        (with act_continue the halt and continue logits (B, 2))."""
         x = self.input_embedding(inputs, puzzle_ids)  # (B, L, D)
         return self.deep_recursion(x, *state)
 
@@ -279,30 +296,35 @@ class TRM(nn.Module):
         r = reset.view(-1, 1, 1)
         return (torch.where(r, self.y_init, state[0]), torch.where(r, self.z_init, state[1]))
 
-    def wants_to_halt(self, q_halt: torch.Tensor) -> torch.Tensor:
-        return q_halt > 0  # the head's guess: "my answer is already right"
+    def wants_to_halt(self, q: torch.Tensor) -> torch.Tensor:
+        if self.learns_continue:  # Table 1's "w/ ACT": HRM's rule
+            return q[:, 0] > q[:, 1]  # Q(halt) > Q(continue)
+        return q > 0  # the head's guess: "my answer is already right"
 
     @torch.no_grad()
-    def halt(self, q_halt: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    def halt(self, q: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
         """Which slots stop after this supervision step; steps (B,) counts the steps taken so far.
 
-        Training: halt when the halting head says the answer is right (q > 0) or at N_sup. With
-        probability halt_exploration_prob a slot first has to reach a random minimum of 2..N_sup
-        steps. Evaluation: always run all N_sup steps (the official code ignores q there)."""
-        N_sup = self.config.N_sup
-        halted = steps >= N_sup
-        if self.training and N_sup > 1:
-            halted = halted | self.wants_to_halt(q_halt)
-            explore = torch.rand_like(q_halt) < self.config.halt_exploration_prob
-            min_steps = explore * torch.randint_like(steps, 2, N_sup + 1)
+        Training: halt when the head wants to (wants_to_halt) or at max_steps. With probability
+        halt_exploration_prob a slot first has to reach a random minimum of 2..max_steps steps.
+        Evaluation: always run all max_steps (the official code ignores q there)."""
+        halted = steps >= self.max_steps
+        if self.training and self.max_steps > 1:
+            halted = halted | self.wants_to_halt(q)
+            explore = torch.rand(steps.shape, device=steps.device) < \
+                self.config.halt_exploration_prob
+            min_steps = explore * torch.randint_like(steps, 2, self.max_steps + 1)
             halted = halted & (steps >= min_steps)
         return halted
 
-    def halt_loss(self, q_halt, exact, state, inputs, puzzle_ids, steps) -> torch.Tensor:
-        """Per-slot loss of the halting head (B,): BCE of q_halt against "the answer is exactly
-        right". HRM also learns a continue value from one more forward pass; TRM drops it (§4.6),
-        so the state, inputs and step counts that HRM's target needs go unused here."""
-        return F.binary_cross_entropy_with_logits(q_halt, exact.float(), reduction="none")
+    @torch.no_grad()
+    def continue_target(self, state, inputs, puzzle_ids, steps) -> torch.Tensor:
+        """Q-learning target of the continue logit (learns_continue only): the value of the next
+        step, read from one more supervision step run from the new state (no replay buffer, no
+        target network). At the last step continuing is impossible: the target is its halt value."""
+        _, _, q_next = self(state, inputs, puzzle_ids)
+        best = torch.where(steps >= self.max_steps, q_next[:, 0], q_next.max(-1).values)
+        return torch.sigmoid(best)  # (B,)
 
 
 # -----------------------------------------------------------------------------
@@ -321,8 +343,3 @@ def official_state_dict(official: dict) -> dict:
         out[key] = value
     return out
 
-
-def load_official(model: TRM, official: dict) -> TRM:
-    """Load official weights into `model` (strict: every tensor must match by name and shape)."""
-    model.load_state_dict(official_state_dict(official), strict=True)
-    return model

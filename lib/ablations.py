@@ -25,13 +25,17 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (key, the row's name, train.py flags, the paper's Sudoku-Extreme number; Table 1)
-ROWS = [
+ROWS = [  # in the paper's order
     ("full", "TRM (T=2, n=3, 2 layers, MLP-t, EMA)", [], 87.4),
-    ("1step", "w/ 1-step gradient (--grad-window 2)", ["--grad-window", "2"], 56.5),
+    ("act", "w/ ACT (--act-continue: the Q-learning continue loss, one more forward pass)",
+     ["--act-continue"], 86.1),
     ("separate", "w/ separate f_H, f_L (--separate-nets)", ["--separate-nets"], 82.4),
     ("ema", "no EMA (--ema 0)", ["--ema", "0"], 79.9),
     ("layers", "w/ 4 layers, n=1 (paper: 4 layers, n=3)", ["--layers", "4", "--n", "1"], 79.5),
     ("att", "w/ self-attention (--net att)", ["--net", "att"], 74.7),
+    ("t2n2", "w/ T=2, n=2 (the paper's values; the miniature's n=3 becomes 2)",
+     ["--T", "2", "--n", "2"], 73.7),
+    ("1step", "w/ 1-step gradient (--grad-window 2)", ["--grad-window", "2"], 56.5),
     ("off", "recursion off (T=1, n=1, N_sup=1; not in the paper)",
      ["--T", "1", "--n", "1", "--N-sup", "1"], None),
 ]

@@ -1,7 +1,7 @@
-"""The flags of train.py and the presets they start from: the official recipes (the config/ files
-of SamsungSAILMontreal/TinyRecursiveModels and sapientinc/HRM, and their README commands) and
-small CPU tasks. resolve_config() turns a command line into the one plain dict a run uses, and
-that dict is saved in every checkpoint."""
+"""The flags of train.py, the checks of their values and the rules of --resume. The presets they
+start from are lib/presets.py (the official recipes and the small CPU tasks); preset_of() finds a
+task's, or its recipe's (data.TASKS). resolve_config() turns a command line into the one plain
+dict a run uses, and that dict is saved in every checkpoint."""
 import argparse
 import math
 import os
@@ -11,80 +11,25 @@ import torch
 
 import data
 from lib import parallel
+from lib.presets import PRESETS
 from puzzles import csv_format
 
 # -----------------------------------------------------------------------------
-# the presets: every value is a flag below
 # each model's own settings: the recursion in its paper's symbols (careful: T means something else
 # in each paper), how much of it back-propagates, and TRM's second network (Table 1 ablation)
-RECURSION = {"trm": ("n", "T", "N_sup", "grad_window", "separate_nets"),
+RECURSION = {"trm": ("n", "T", "N_sup", "grad_window", "separate_nets", "act_continue"),
              "hrm": ("N", "T", "M_max", "grad_window")}
-
-TRM_PAPER = dict(net="mlp", hidden=512, heads=8, layers=2, separate_nets=False, n=6, T=3,
-                 N_sup=16, halt_explore=0.1, prefix_len=16, batch_size=768, grad_accum=1, lr=1e-4,
-                 warmup=2000, weight_decay=1.0, emb_lr=1e-4, emb_weight_decay=1.0, ema=0.999,
-                 steps=65100, eval_every=6510, eval_limit=20000, augment=True, log_every=100)
-# HRM: attention, two 4-layer modules, N=T=2, one prefix token, no EMA; 20k epochs = 26,040 steps
-HRM_PAPER = {**{k: v for k, v in TRM_PAPER.items() if k not in RECURSION["trm"]},
-             "net": "att", "layers": 4, "N": 2, "T": 2, "M_max": 16, "prefix_len": 1, "ema": 0,
-             "steps": 26040, "eval_every": 2604}
-# small tasks, our own recipe (no official one): a 2-core CPU learns them in minutes. The MLP-t
-# mixer learns small grids far faster than attention, as the TRM paper found for Sudoku; both
-# models use it here (and an EMA) so that they are compared on equal terms.
-SMALL = dict(net="mlp", hidden=64, heads=4, prefix_len=1, batch_size=64, lr=3e-3, warmup=100,
-             weight_decay=0.1, emb_lr=3e-3, emb_weight_decay=0.1, ema=0.99, eval_every=250,
-             eval_limit=1000, log_every=50)
-TRM_SMALL = {**TRM_PAPER, **SMALL, "n": 3, "T": 2, "N_sup": 8}
-HRM_SMALL = {**HRM_PAPER, **SMALL, "layers": 2, "N": 2, "T": 2, "M_max": 8}
-# ARC: TRM-Att as the official README's command, with n = 4 (L_cycles; the paper
-# says 6, and a model card of the re-trained checkpoints calls the 4 accidental), lr 1e-4, puzzle
-# embedding lr 1e-2, weight decay 0.1 for both, EMA 0.999, 1000 augmented copies per task.
-# 100k epochs of the official sampler = 518,226 steps for ARC-1 and 722,098 for ARC-2 (the
-# official total_steps formula, tested against the build), an evaluation every 10k epochs; each
-# evaluation votes over the whole test split. 3 micro-batches of 256, as for Maze (916 tokens).
-ARC = dict(net="att", weight_decay=0.1, emb_lr=1e-2, emb_weight_decay=0.1, augment=False,
-           eval_limit=0, grad_accum=3, num_aug=1000)
-ARC_STEPS = {"arc1": dict(steps=518226, eval_every=51822),
-             "arc2": dict(steps=722098, eval_every=72209)}
-# Mini-ARC on a CPU, our own recipe: the small tasks' TRM-MLP with fewer augmentations, so that
-# the 149 test inputs' copies are voted in seconds
-ARC_MINI = dict(num_aug=7, augment=False, eval_limit=0, emb_lr=1e-2, steps=3000, eval_every=300)
-PRESETS = {
-    "trm": {
-        "sudoku": TRM_PAPER,  # TRM-MLP, T=3, n=6; 50k epochs of 1000 puzzles at batch 768
-        # TRM-Att, n=4 and no augmentation as in the official README command (paper: n=6, dihedral)
-        # 3 micro-batches of 256 mazes (49.5 GiB on an H100); all 768 at once need about 150 GiB
-        "maze": {**TRM_PAPER, "net": "att", "n": 4, "augment": False, "eval_limit": 1000,
-                 "grad_accum": 3},
-        "sudoku4": {**TRM_SMALL, "steps": 600},
-        "sudoku6": {**TRM_SMALL, "steps": 1200},
-        "maze-small": {**TRM_SMALL, "steps": 4300},  # about 20 min on 2 CPU cores: 96.7%
-        **{task: {**TRM_PAPER, **ARC, **steps, "n": 4} for task, steps in ARC_STEPS.items()},
-        "arc-mini": {**TRM_SMALL, **ARC_MINI},
-    },
-    "hrm": {
-        "sudoku": HRM_PAPER,
-        "maze": {**HRM_PAPER, "augment": False, "eval_limit": 1000, "grad_accum": 3},
-        "sudoku4": {**HRM_SMALL, "steps": 600},
-        # batch 64 stalled at 82-84% (lr 3e-3) or 73% (lr 1e-3); 128 passed 90% (measured)
-        "sudoku6": {**HRM_SMALL, "steps": 1200, "batch_size": 128},
-        "maze-small": {**HRM_SMALL, "steps": 4300},
-        # HRM's ARC config is the same recipe (sapientinc/HRM's cfg_pretrain.yaml), without an EMA
-        **{task: {**HRM_PAPER, **ARC, **steps, "ema": 0} for task, steps in ARC_STEPS.items()},
-        "arc-mini": {**HRM_SMALL, **ARC_MINI},
-    },
-}
 
 parser = argparse.ArgumentParser(  # train.py sets the description: its usage docstring
     prog="train.py", formatter_class=argparse.RawDescriptionHelpFormatter,
     epilog="Model and optimisation flags left unset take the value of the task's preset (PRESETS "
-           "in lib/config.py), or with --resume the checkpoint's (which may change only how long, "
+           "in lib/presets.py), or with --resume the checkpoint's (which may change only how long, "
            "how often, where and on what: RESUME_MAY_CHANGE); the resolved config is printed at "
            "start.")
 arg = parser.add_argument
 # what to run; every value left unset comes from the task's preset
 arg("--model", choices=sorted(PRESETS), help="TRM (default) or HRM")
-arg("--task", choices=sorted(PRESETS["trm"]), help="task and preset (default sudoku6)")
+arg("--task", choices=sorted(data.TASKS), help="task and preset (default sudoku6)")
 arg("--data-dir", help="folder with the official train.csv and test.csv (else cache under data/, "
     "else download, else generate offline)")
 arg("--out", help="output folder (default out/<task>-<model>)")
@@ -112,6 +57,10 @@ arg("--grad-window", type=int, metavar="K",
 arg("--separate-nets", action="store_true", default=None,
     help="TRM: the y updates get a second network of --layers blocks, as HRM's f_H; the z "
          "updates keep the first")
+arg("--act-continue", action="store_true", default=None,
+    help="TRM: learn a continue value by Q-learning (one more forward pass per step, without "
+         "gradient) and halt when Q(halt) > Q(continue), as HRM (Table 1's \"w/ ACT\"; "
+         "official no_ACT_continue: False)")
 arg("--halt-explore", type=float, help="probability a puzzle must run a random 2..N_sup steps")
 arg("--prefix-len", type=int, help="puzzle-embedding prefix tokens (official puzzle_emb_len)")
 # optimisation
@@ -330,6 +279,23 @@ def resumed(args: dict, saved: dict) -> dict:
     return {**saved, "device": None, "dtype": None, "compile": False, **given}
 
 
+def preset_of(model: str, task: str) -> dict:
+    """The preset a model trains a task with: the task's own entry in lib/presets.py, else the
+    entry of the task that its data.TASKS entry names as recipe; one line saying what to add
+    where when there is neither, before any data is loaded."""
+    recipe = data.TASKS.get(task, {}).get("recipe")  # a resumed task may be gone from TASKS
+    found = PRESETS[model].get(task) or PRESETS[model].get(recipe)
+    if found is None and recipe is None:
+        fail(f"--task {task} has no {model.upper()} preset: add recipe=\"sudoku6\" (a task whose "
+             f"presets it trains with) to its entry in data.TASKS, or an entry {task!r} to "
+             f"PRESETS[{model!r}] in lib/presets.py (docs/adding-a-task.md)")
+    if found is None:
+        fail(f"--task {task}: its recipe {recipe!r} in data.TASKS has no {model.upper()} preset; "
+             f"name one of {', '.join(PRESETS[model])}, or add an entry {task!r} to "
+             f"PRESETS[{model!r}] in lib/presets.py (docs/adding-a-task.md)")
+    return found
+
+
 def resolve_config(argv=None) -> dict:
     args = vars(parser.parse_args(argv))
     if args["solve"]:  # solving is evaluating, on your own puzzles
@@ -342,7 +308,7 @@ def resolve_config(argv=None) -> dict:
     saved = read_checkpoint(args["resume"], mmap=True)["config"] if args["resume"] else None
     if saved:  # a model setting added after the checkpoint was written: it ran the preset's
         # value (None: the model's default)
-        preset = PRESETS[saved["model"]].get(saved["task"], {})
+        preset = preset_of(saved["model"], saved["task"])
         saved = {**saved, **{k: preset.get(k) for k in RECURSION[saved["model"]] if k not in saved}}
     if args["eval_only"] and not args["official"]:
         if not saved:
@@ -368,7 +334,7 @@ def resolve_config(argv=None) -> dict:
         return cfg
     args["model"] = args["model"] or (saved or {}).get("model", "trm")
     args["task"] = args["task"] or (saved or {}).get("task", "sudoku6")
-    model, preset = args["model"], PRESETS[args["model"]][args["task"]]
+    model, preset = args["model"], preset_of(args["model"], args["task"])
     for other in {k for ks in RECURSION.values() for k in ks} - set(RECURSION[model]):
         if args[other] is not None:
             flags = [flag(k) for k in RECURSION[model]]

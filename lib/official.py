@@ -26,10 +26,10 @@ from lib.config import fail
 # arch fields of all_config.yaml that we read, and those that carry no model choice here
 USED = {"name", "H_cycles", "L_cycles", "H_layers", "L_layers", "hidden_size", "num_heads",
         "expansion", "pos_encodings", "mlp_t", "puzzle_emb_len", "puzzle_emb_ndim",
-        "halt_max_steps", "halt_exploration_prob", "rope_theta"}
+        "halt_max_steps", "halt_exploration_prob", "rope_theta", "no_ACT_continue"}
 IGNORED = {"loss", "forward_dtype"}  # the loss head's settings, the official bf16 casts
 # options whose other values these model files do not implement: the value they must have
-FIXED = {"no_ACT_continue": True, "rms_norm_eps": 1e-5}
+FIXED = {"rms_norm_eps": 1e-5}
 
 
 def fetch(where: str, cache_dir: str = "data/checkpoints", log=print) -> Path:
@@ -161,9 +161,13 @@ def model_config(arch: dict, vocab_size: int, seq_len: int, num_puzzle_ids: int)
     # the recursion: a cycle count of 0 would leave the latent where it starts, a step count of 0
     # would run no step
     layers, H, L = count(arch, "L_layers"), count(arch, "H_cycles"), count(arch, "L_cycles")
-    if is_trm:
+    if is_trm:  # TRM's continue head is off unless no_ACT_continue is False (Table 1's "w/ ACT")
         return trm.TRM, trm.TRMConfig(**common, num_layers=layers, n=L, T=H,
-                                      N_sup=count(arch, "halt_max_steps"))
+                                      N_sup=count(arch, "halt_max_steps"),
+                                      act_continue=not arch.get("no_ACT_continue", True))
+    if arch.get("no_ACT_continue"):
+        fail("all_config.yaml: arch no_ACT_continue: True is a TRM option; HRM always learns its "
+             "continue value")
     if count(arch, "H_layers") != layers:
         fail(f"all_config.yaml: H_layers {arch['H_layers']} != L_layers {layers}: "
              f"hrm.py builds f_L and f_H with the same number of blocks")
@@ -171,27 +175,28 @@ def model_config(arch: dict, vocab_size: int, seq_len: int, num_puzzle_ids: int)
                                   M_max=count(arch, "halt_max_steps"))
 
 
-def read_weights(path: Path, module) -> dict:
-    """An official step_<N> file as the state dict of `module` (trm or hrm), or one line saying
-    why it is not one."""
+def read_state_dict(path: Path) -> dict:
+    """An official step_<N> file's state dict (the official names), or one line saying why the
+    file is not one."""
     try:
-        official = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated or not a state dict
         fail(f"--official {path} cannot be read as a state dict ({type(e).__name__})")
-    return module.official_state_dict(official)
 
 
-def load_weights(model, path: Path):
-    """Load an official step_<N> file strictly. prepare() has checked every tensor against the
-    model of all_config.yaml but the puzzle-embedding table's rows, one per puzzle id of the task
-    (ARC: of its build), which are known once the data is loaded: a table that does not fit is
-    one clear error naming it."""
-    ours = read_weights(path, trm if isinstance(model, trm.TRM) else hrm)
+def load(model, official: dict, where: str):
+    """Load an official state dict (the official names) into `model` strictly: the one path by
+    which official weights enter trm.py / hrm.py (--official, the golden tests). prepare() has
+    checked every tensor against the model of all_config.yaml but the puzzle-embedding table's
+    rows, one per puzzle id of the task (ARC: of its build), which are known once the data is
+    loaded: a table that does not fit is one clear error naming it."""
+    ours = (trm if isinstance(model, trm.TRM) else hrm).official_state_dict(official)
     problem = first_mismatch(model.state_dict(), ours)
     if problem:
-        fail(f"--official {path}: {problem} (the puzzle-embedding table: trained on a task with "
-             f"another number of puzzle ids)")
+        fail(f"{where}: {problem} (the puzzle-embedding table: trained on a task with another "
+             f"number of puzzle ids)")
     model.load_state_dict(ours, strict=True)
+    return model
 
 
 def prepare(cfg: dict):
@@ -218,7 +223,7 @@ def prepare(cfg: dict):
     Model, mcfg = model_config(arch, spec["vocab"], spec["grid"][0] * spec["grid"][1],
                                num_puzzle_ids=1)
     # every tensor but the table's rows must fit now, before any data is loaded
-    weights = read_weights(file, trm if Model is trm.TRM else hrm)
+    weights = (trm if Model is trm.TRM else hrm).official_state_dict(read_state_dict(file))
     rows = len(weights["puzzle_emb"]) if "puzzle_emb" in weights else 1
     problem = mismatch(weights, Model, replace(mcfg, num_puzzle_ids=rows))
     if problem:

@@ -55,12 +55,6 @@ def my_slots(batch_size: int) -> slice:
     return slice(rank() * part, (rank() + 1) * part)
 
 
-def my_rows(num: int) -> range:
-    """This rank's consecutive share of num test puzzles (the last ranks may get one fewer)."""
-    per = -(-num // world())
-    return range(min(num, rank() * per), min(num, (rank() + 1) * per))
-
-
 @contextmanager
 def main_first():
     """Run the block on rank 0 first and on the others after it: rank 0 downloads or generates
@@ -131,18 +125,6 @@ def sum_over_ranks(values: dict) -> dict:
     flat = torch.stack([v.float() for v in values.values()])
     dist.all_reduce(flat)
     return dict(zip(values, flat))
-
-
-def gather_rows(t: torch.Tensor, num: int) -> torch.Tensor:
-    """The (num, ...) tensor whose my_rows(num) rows each rank holds, on every rank."""
-    if world() == 1:
-        return t
-    per = -(-num // world())
-    padded = torch.zeros((per, *t.shape[1:]), dtype=t.dtype, device=t.device)
-    padded[:len(t)] = t
-    parts = [torch.empty_like(padded) for _ in range(world())]
-    dist.all_gather(parts, padded)
-    return torch.cat(parts)[:num]
 
 
 def gather_slots(carry: dict) -> dict:

@@ -1,5 +1,5 @@
 """What the puzzle families share: downloading a file, finding the first bad cell of a batch, the
-8 symmetries of a square grid, and drawing a grid of cells on a matplotlib Axes."""
+8 symmetries of a square grid, and drawing a rectangular grid of cells on a matplotlib Axes."""
 import math
 import os
 import time
@@ -69,31 +69,42 @@ def _as_row(name, value, size=None) -> np.ndarray:
 
 
 def rows(tokens, **others) -> list:
-    """tokens and each of others (None or one row of as many tokens) as 1-D int arrays, for show;
-    tokens must make a square grid."""
+    """tokens and each of others (None or one row of as many tokens) as 1-D int arrays, for show."""
     t = _as_row("tokens", tokens)
-    n = math.isqrt(len(t))
-    if n < 2 or n * n != len(t):
-        raise ValueError(f"show: {len(t)} tokens do not make a square grid (S = n * n)")
     return [t] + [None if v is None else _as_row(name, v, len(t)) for name, v in others.items()]
 
 
-def draw(ax, cells: list, box: tuple[int, int], changed=None, fontsize=None):
-    """Draw n x n cells on ax (default: the current Axes). cells[i] = (fill, text, given, dot) of
-    cell i = row * n + col: its fill colour, its text, whether that text is the question's (bold
-    ink) or the answer's (pen), and whether it holds a path dot. changed: cells to frame. box:
-    (rows, cols) between thick lines. Each artist's gid names its cell ("cell i", "text i", ...)."""
+def grid_shape(size: int, grid=None) -> tuple[int, int]:
+    """(rows, cols) of a grid of `size` tokens, for show: `grid` if given, else a square."""
+    if grid is None:
+        n = math.isqrt(size)
+        if n < 2 or n * n != size:
+            raise ValueError(f"show: {size} tokens do not make a square grid (S = n * n); give "
+                             f"its shape with grid=(rows, cols)")
+        return n, n
+    if len(grid) != 2 or grid[0] * grid[1] != size:
+        raise ValueError(f"show: {size} tokens do not fill a grid of (rows, cols) = {grid}")
+    return int(grid[0]), int(grid[1])
+
+
+def draw(ax, cells: list, grid: tuple[int, int], box: tuple[int, int] | None, changed=None,
+         fontsize=None):
+    """Draw a grid of (rows, cols) cells on ax (default: the current Axes). cells[i] = (fill,
+    text, given, dot) of cell i = row * cols + col: its fill colour, its text, whether that text
+    is the question's (bold ink) or the answer's (pen), and whether it holds a path dot. changed:
+    cells to frame. box: (rows, cols) between thick lines, None for the outer border only. Each
+    artist's gid names its cell ("cell i", "text i", ...)."""
     from matplotlib.patches import Circle, Rectangle
     if ax is None:
         import matplotlib.pyplot as plt
         ax = plt.gca()
-    n = math.isqrt(len(cells))
+    rows, cols = grid
     w, h = ax.get_window_extent().size  # display pixels: size the text to the cells
-    cell_pt = min(w, h) / n * 72 / ax.figure.dpi
+    cell_pt = min(w / cols, h / rows) * 72 / ax.figure.dpi
     fontsize = fontsize or 0.55 * cell_pt
     c = SHOW_COLOURS
     for i, (fill, text, given, dot) in enumerate(cells):
-        row, col = divmod(i, n)
+        row, col = divmod(i, cols)
         ax.add_patch(Rectangle((col, row), 1, 1, facecolor=fill, edgecolor="#a0a0a0",
                                lw=min(0.8, 0.04 * cell_pt), gid=f"cell {i}"))
         if text:
@@ -107,8 +118,11 @@ def draw(ax, cells: list, box: tuple[int, int], changed=None, fontsize=None):
                                    edgecolor=c["changed"], lw=max(1.0, 0.1 * cell_pt),
                                    gid=f"frame {i}"))
     # the outer border, and the box borders of a Sudoku
-    ax.vlines(range(0, n + 1, box[1]), 0, n, color="black", lw=2, gid="box lines")
-    ax.hlines(range(0, n + 1, box[0]), 0, n, color="black", lw=2, gid="box lines")
-    ax.set(xlim=(-0.05, n + 0.05), ylim=(n + 0.05, -0.05), aspect="equal")
+    box = box or grid
+    ax.vlines(sorted({*range(0, cols, box[1]), cols}), 0, rows, color="black", lw=2,
+              gid="box lines")
+    ax.hlines(sorted({*range(0, rows, box[0]), rows}), 0, cols, color="black", lw=2,
+              gid="box lines")
+    ax.set(xlim=(-0.05, cols + 0.05), ylim=(rows + 0.05, -0.05), aspect="equal")
     ax.set_axis_off()
     return ax

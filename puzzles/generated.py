@@ -12,8 +12,10 @@ import torch
 def arrays(task: str, spec: dict, family, seed: int, cache_dir, log) -> tuple:
     """({split_column: array} of the generated train and test sets of a task, the .npz cache
     path): read from the cache, or made by family.generate and cached. The test set excludes
-    every train puzzle; a cache made with other TASKS parameters is made again."""
-    params = repr(sorted((k, v) for k, v in spec.items() if k != "description"))
+    every train puzzle; a cache made with other TASKS parameters is made again (not the ones that
+    leave the puzzles as they are: the description, the family's module, the recipe)."""
+    params = repr(sorted((k, v) for k, v in spec.items()
+                         if k not in ("description", "family", "recipe")))
     path = Path(cache_dir) / "generated" / f"{task}-seed{seed}.npz"
     try:
         arrays = dict(np.load(path)) if path.exists() else {}

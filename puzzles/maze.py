@@ -316,10 +316,11 @@ def augment(grid, inputs: torch.Tensor, labels: torch.Tensor, generator: torch.G
 
 # ---- drawing: what each cell looks like (puzzles.common.draw draws them)
 
-def looks(t, x, y) -> tuple[list, tuple[int, int]]:
-    """(fill, text, given, dot) per cell, and the box shape (the whole grid): walls dark, S and G
-    bold on yellow, path cells dotted; with a label y, path cells that agree green and any cell
-    that disagrees red. These come from the tokens themselves, so the question x is not needed."""
+def looks(t, x, y) -> tuple[list, None]:
+    """(fill, text, given, dot) per cell, and no boxes (None: the outer border only): walls dark,
+    S and G bold on yellow, path cells dotted; with a label y, path cells that agree green and any
+    cell that disagrees red. These come from the tokens themselves, so the question x is not
+    needed."""
     c, cells = SHOW_COLOURS, []
     for i, tok in enumerate(t.tolist()):
         given = tok in (WALL, START, GOAL)
@@ -331,8 +332,7 @@ def looks(t, x, y) -> tuple[list, tuple[int, int]]:
             text = "#"  # the red fill hides the wall colour: say what the cell holds
         fill = c["wrong"] if wrong else c["right"] if right else fill
         cells.append((fill, text, given, tok == PATH))
-    n = math.isqrt(len(t))
-    return cells, (n, n)
+    return cells, None
 
 
 # ---- python -m puzzles.maze: time the generator and compare it with real mazes

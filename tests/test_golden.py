@@ -31,7 +31,7 @@ def model_from_golden(name: str, g: dict):
     arch["name"] = "trm" if MODELS[name] is trm else "hrm"
     Model, config = official.model_config(arch, c["vocab_size"], c["seq_len"],
                                           c["num_puzzle_identifiers"])
-    return MODELS[name].load_official(Model(config), g["state_dict"])
+    return official.load(Model(config), g["state_dict"], f"golden {name}")
 
 
 def q_halt_of(q: torch.Tensor) -> torch.Tensor:

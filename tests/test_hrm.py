@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import train
 from hrm import HRM, HRMConfig
 
 
@@ -105,10 +106,14 @@ def test_continue_target_is_the_next_segments_value(random_batch):
     assert torch.allclose(target[:3], torch.sigmoid(best[:3]))
     assert torch.allclose(target[3], torch.sigmoid(q_next[3, 0]))
     assert not target.requires_grad
-    # the loss has one term per head: BCE(halt, exact) + BCE(continue, target)
+    # train.py's halting loss has one term per head: BCE(halt, exact) + BCE(continue, target)
     _, _, q = model(model.initial_state(4), inputs, ids)
     exact = torch.tensor([True, False, False, True])
-    loss = model.halt_loss(q, exact, state, inputs, ids, steps)
+    labels = torch.ones(4, 16, dtype=torch.long)
+    logits = torch.zeros(4, 16, 6)
+    logits[exact, :, 1] = 1.0  # rows 0 and 3 answer every cell right
+    _, loss, right, _ = train.loss_terms(logits, q, labels, target)
+    assert torch.equal(right, exact)
     bce = torch.nn.functional.binary_cross_entropy_with_logits
     expected = bce(q[:, 0], exact.float(), reduction="none") + \
         bce(q[:, 1], target, reduction="none")

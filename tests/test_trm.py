@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import train
 from trm import TRM, TRMConfig
 
 
@@ -91,6 +92,33 @@ def test_initial_halting_probability_is_small(random_batch):
     inputs, ids = random_batch(model)
     _, _, q_halt = model(model.initial_state(5), inputs, ids)
     assert torch.allclose(q_halt, torch.full((5,), -5.0))  # zero weights, bias -5
+
+
+def test_act_continue_is_hrms_q_learning(random_batch):
+    """Table 1's "w/ ACT": both logits, HRM's halting rule, HRM's continue target from one more
+    step without gradient, and the step's loss with both BCE terms (weight 0.5)."""
+    model = tiny(act_continue=True, N_sup=3, halt_exploration_prob=0.0).train()
+    with torch.no_grad():  # non-zero Q head, so that the two logits differ
+        model.Q_head.weight.normal_(0, 0.3)
+    inputs, ids = random_batch(model, B=4)
+    state, logits, q = model(model.initial_state(4), inputs, ids)
+    assert q.shape == (4, 2)
+    assert torch.equal(model.wants_to_halt(q), q[:, 0] > q[:, 1])
+    assert model.calls_per_step()[0] == 2 * model.net_calls()  # the target's forward counts
+    _, _, q_next = model(state, inputs, ids)
+    steps = torch.tensor([1, 2, 3, 3])  # the last two are at N_sup: they cannot continue
+    target = model.continue_target(state, inputs, ids, steps)
+    assert not target.requires_grad
+    best = torch.where(steps >= 3, q_next[:, 0], q_next.max(-1).values)
+    torch.testing.assert_close(target, torch.sigmoid(best))
+    carry = train.new_carry(model, type("Set", (), dict(seq_len=16)), 4, "cpu")
+    labels = torch.randint(1, 6, (4, 16), dtype=torch.uint8)
+    _, loss, _ = train.supervision_step(model, carry, inputs, labels, ids)
+    answer, _, exact, _ = train.loss_terms(logits, q, labels, torch.zeros(4))
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    halting = bce(q[:, 0], exact.float(), reduction="none") + \
+        bce(q[:, 1], model.continue_target(state, inputs, ids, torch.ones(4)), reduction="none")
+    torch.testing.assert_close(loss, (answer + 0.5 * halting).mean())
 
 
 def test_paper_parameter_counts():

@@ -327,6 +327,9 @@ def resolve_config(argv=None) -> dict:
         cfg = {**saved, "device": None, "dtype": None, "bench": None, "dry_run": False,
                **{k: v for k, v in args.items() if k in EVAL_FLAGS and v is not None}}
         cfg["out"] = args["out"] or os.path.dirname(os.path.abspath(args["resume"]))
+        # --seed seeds only the noise of --trajectories: the data (a generated task's puzzles,
+        # its test split among them) stays the one the checkpoint was trained and scored on
+        cfg["data_seed"] = saved["seed"]
         # the whole test split unless --eval-limit says otherwise: the checkpoint's limit was for
         # the quick evaluations during training
         cfg["eval_limit"] = args["eval_limit"] or 0

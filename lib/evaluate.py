@@ -26,10 +26,13 @@ def confidence(q: torch.Tensor) -> torch.Tensor:
 def _mix(x: torch.Tensor) -> torch.Tensor:
     """A 32-bit integer hash, elementwise on int64 tensors: two xorshift-multiply rounds. Every
     value stays below 2**63 (32-bit values times 31-bit odd constants), so nothing overflows."""
-    x = x & 0xFFFFFFFF
-    x = ((x ^ (x >> 16)) * 0x7FEB352D) & 0xFFFFFFFF
-    x = ((x ^ (x >> 15)) * 0x5BD1E995) & 0xFFFFFFFF
-    return x ^ (x >> 16)
+    x = x & 0xFFFFFFFF  # a new tensor: the rounds below work on it in place (fewer allocations)
+    x ^= x >> 16
+    x.mul_(0x7FEB352D).bitwise_and_(0xFFFFFFFF)
+    x ^= x >> 15
+    x.mul_(0x5BD1E995).bitwise_and_(0xFFFFFFFF)
+    x ^= x >> 16
+    return x
 
 
 def trajectory_noise(seed: int, puzzles: torch.Tensor, trajectories: torch.Tensor, step: int,
@@ -90,7 +93,8 @@ def run_on_test(model, test, cfg: dict, steps: int, limit: int = 0, votes=None,
     fresh state, in one batch of B*K rows; with noise, Gaussian noise on the latent before every
     step (perturb). Returns, on the device, per example, trajectory and step ((num, K, steps)):
     exact (is its answer right), halt (does its head say stop), conf (its confidence), residual
-    (relative change of the latent in that step), answer (its fingerprint, for votes); cell: the
+    (relative change of the latent over that step, from the model's output of the step before,
+    without this step's noise, to its new output), answer (its fingerprint, for votes); cell: the
     cell accuracy after the last step; with keep_answers, answers: the answers themselves
     ((num, K, steps, S) tokens, for pictures of a few puzzles). `votes` (the task's, test.votes)
     receives every step's answers, every trajectory's as one more vote. Under torchrun each rank
@@ -104,7 +108,10 @@ def run_on_test(model, test, cfg: dict, steps: int, limit: int = 0, votes=None,
     if keep_answers:
         out["answers"] = torch.zeros(num, K, steps, test.seq_len, dtype=torch.uint8, device=device)
     cell = torch.zeros((), device=device)
-    for b, batch in enumerate(test.eval_batches(cfg["eval_batch_size"], limit)):
+    # --eval-batch-size counts rows: B puzzles of K trajectories each. A batch K times larger
+    # would run its matmuls no faster per row, and its tensors would fall out of the caches
+    puzzles_per_batch = max(1, cfg["eval_batch_size"] // K)
+    for b, batch in enumerate(test.eval_batches(puzzles_per_batch, limit)):
         if b % parallel.world() != parallel.rank():
             continue
         rows, inputs, labels, ids = (t.to(device) for t in batch)  # (B,), (B, S), (B, S), (B,)
@@ -114,6 +121,7 @@ def run_on_test(model, test, cfg: dict, steps: int, limit: int = 0, votes=None,
         puzzle, trajectory = rows.repeat_interleave(K), torch.arange(K, device=device).repeat(B)
         state = model.initial_state(B * K)
         for k in range(steps):
+            before = state[1]  # the latent the model produced in the last step, before any noise
             if noise:
                 eps = trajectory_noise(cfg.get("seed", 0), puzzle, trajectory, k,
                                        state[1].shape[1:])
@@ -122,7 +130,11 @@ def run_on_test(model, test, cfg: dict, steps: int, limit: int = 0, votes=None,
                 new, logits, q = model(state, inputs, ids)
             right, cells = data.scores(logits, labels)  # (B*K,) each
             halt, conf = model.wants_to_halt(q), confidence(q).float()
-            out["residual"][rows, :, k] = relative_change(new[1], state[1]).view(B, K)
+            # the residual is measured from the latent before its noise: a model that pulls a
+            # noised latent back to where it was has not moved it, while measured from the noised
+            # latent that pull would count the whole noise (about sigma / sqrt(1 + sigma^2), on any
+            # trajectory)
+            out["residual"][rows, :, k] = relative_change(new[1], before).view(B, K)
             state = new
             for key, value in (("exact", right), ("halt", halt), ("conf", conf)):
                 out[key][rows, :, k] = value.float().view(B, K)

@@ -13,7 +13,9 @@ selection  which trajectory's answer counts (SELECTIONS):
                        arXiv 2601.19085); all K stop there, which is what its compute counts
              vote      the answer most trajectories give (ties: the more confident)
              residual  the trajectory nearest a fixed point: the smallest relative change of its
-                       latent in the last step (EqR arXiv 2605.21488, FPRM arXiv 2606.18206)
+                       latent in the last step, ||z_k - z_{k-1}|| / ||z_{k-1}|| between the
+                       model's last two outputs, so that the noise counts only as far as the model
+                       did not undo it (EqR arXiv 2605.21488, FPRM arXiv 2606.18206)
            and oracle: any trajectory right, the ceiling no selection rule can pass
 compute    net calls per puzzle = supervision steps x trajectories x net calls per step
 

@@ -162,6 +162,14 @@ def test_resume_takes_the_checkpoints_config_and_the_new_step_count(checkpoint):
         {k: saved[k] for k in ("hidden", "batch_size", "prefix_len", "model", "task", "out")}
 
 
+def test_eval_only_seed_seeds_the_noise_not_the_data(checkpoint):
+    """--eval-only --seed S draws another noise sample; the generated task's puzzles, its test
+    split among them, stay those the checkpoint was trained with (its own seed)."""
+    cfg = config.resolve_config(["--eval-only", "--resume", str(checkpoint), "--seed", "7"])
+    saved = torch.load(checkpoint, weights_only=False)["config"]
+    assert cfg["seed"] == 7 and cfg["data_seed"] == saved["seed"] != 7
+
+
 def test_a_second_run_into_the_same_out_is_refused_until_the_first_ends(tmp_path):
     """A run holds a lock on out/log.txt while it runs; the kernel drops it when the process ends,
     even by kill -9, so nothing stale is left."""

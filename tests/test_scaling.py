@@ -214,6 +214,66 @@ def test_every_row_counts_its_net_calls():
     assert [r["residual"] for r in table if r["mode"] == "residual_by_step"] == [0.5] * 4
 
 
+class LatentMap(torch.nn.Module):
+    """A model whose step sends the latent it is given to move(latent); its answers and its head
+    never change."""
+
+    def __init__(self, move):
+        super().__init__()
+        self.move = move
+
+    def initial_state(self, B):
+        return None, torch.ones(B, 2, 8)
+
+    def forward(self, state, inputs, ids):
+        B = len(inputs)
+        return (None, self.move(state[1])), torch.zeros(B, 4, 2), torch.zeros(B)
+
+    def wants_to_halt(self, q):
+        return q > 0
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.3, 1.0])
+def test_the_residual_of_a_model_at_its_fixed_point_is_0_whatever_the_noise(noise):
+    """residual is how far the latent moved between the model's last two outputs. A model that
+    sends every latent to one point has stopped moving after its first step, however much noise
+    it was given (measured from the noised latent, it moved by the whole noise)."""
+    point = torch.randn(2, 8, generator=torch.Generator().manual_seed(0))
+    run = evaluate.run_on_test(LatentMap(lambda z: point.expand_as(z)), THREE, CFG, 4, K=3,
+                               noise=noise)
+    assert (run["residual"][:, :, 0] > 0).all()  # step 1 moves the initial latent to the point
+    assert torch.equal(run["residual"][:, :, 1:], torch.zeros(3, 3, 3))
+
+
+def test_the_residual_of_a_model_that_keeps_the_noise_is_the_noise():
+    """A model that leaves the latent where it is given keeps every noise, so its latent moves by
+    the noise at every step: the residual sees that (measured from the noised latent, it was 0)."""
+    model = LatentMap(lambda z: z)
+    run = evaluate.run_on_test(model, THREE, CFG, 3, K=2, noise=0.5)
+    puzzle, trajectory = torch.arange(3).repeat_interleave(2), torch.arange(2).repeat(3)
+    z = model.initial_state(6)[1]
+    for k in range(3):
+        eps = evaluate.trajectory_noise(0, puzzle, trajectory, k, z.shape[1:])
+        _, noised = evaluate.perturb((None, z), 0.5, eps)
+        torch.testing.assert_close(run["residual"][:, :, k].flatten(),
+                                   evaluate.relative_change(noised, z))
+        z = noised
+
+
+@pytest.mark.parametrize("Model,Config", [(TRM, TRMConfig), (HRM, HRMConfig)])
+def test_without_noise_the_residual_is_the_plain_change_of_the_latent(Model, Config):
+    model, test = tiny(Model, Config), puzzles()
+    run = evaluate.run_on_test(model, test, CFG, 4)
+    model.eval()
+    state, ids = model.initial_state(6), torch.zeros(6, dtype=torch.long)
+    with torch.no_grad():
+        for k in range(4):
+            new = model(state, test.inputs, ids)[0]
+            torch.testing.assert_close(run["residual"][:, 0, k],
+                                       evaluate.relative_change(new[1], state[1]))
+            state = new
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--trajectories", "0"], "--trajectories '0' must be counts of at least 1"),
     (["--trajectories", "2,x"], "--trajectories '2,x' must be counts of at least 1"),

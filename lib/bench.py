@@ -1,12 +1,35 @@
 """--bench: how fast one optimiser step and an evaluation run, and how close that is to the
-hardware's peak (model FLOP utilisation, MFU), from an analytical FLOP count."""
+hardware's peak, from an analytical FLOP count: model FLOP utilisation (MFU) against a GPU's data
+sheet, and on every device the share of the speed a plain matmul reaches there (matmul_peak, the
+only peak a CPU has). And before any run: what it will cost on this machine, when that is long
+(say_cost)."""
 import math
 import time
 
+import torch
+
+import data
+from lib import parallel
+from lib.config import read_checkpoint
 from lib.evaluate import evaluate
-from lib.report import fmt_time
+from lib.report import fmt_duration, fmt_time
 
 PEAK_BF16_TFLOPS = {"H100": 989, "H200": 989, "A100": 312}  # dense, per the vendors' data sheets
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+# The projection's speed: this share of the probed matmul peak. Measured with --bench on a 2-core
+# AMD EPYC VM (docs/profile.md), the papers' presets (at batch 4 to 16) reach 80-85% of it there,
+# the small CPU presets 45-57%. On a GPU the share is lower (on an H100 the presets ran at 23-37%
+# of the data sheet's peak, docs/reproduce.md), so there the projection is a lower bound
+EFFICIENCY = 0.8
+# A run is long here when one step takes longer than LONG_STEP_S (the terminal would show nothing
+# for that long) or the run longer than LONG_RUN_S; it says so before it starts
+LONG_STEP_S, LONG_RUN_S = 10, 24 * 3600
+# No device torch runs on is slower than this (one thread of the EPYC VM above: 94 GFLOP/s): a run
+# that is short even at this speed is not probed, so that small runs start at once
+SLOWEST_FLOPS = 5e9
+# the small task of each kind of puzzle, which shows on a CPU in minutes what its benchmark shows
+SMALL_TASK = {"sudoku": "sudoku6", "maze": "maze-small", "arc": "arc-mini"}
 
 
 def flops_per_step(model, batch_size: int) -> float:
@@ -29,27 +52,139 @@ def peak_flops(gpu_name: str) -> float | None:
     return next((1e12 * tf for gpu, tf in PEAK_BF16_TFLOPS.items() if gpu in gpu_name), None)
 
 
+def matmul_peak(device, dtype: str, sync, n: int | None = None) -> float:
+    """FLOP/s of the fastest of a few n x n matmuls (2 n^3 FLOPs each) on the device, in the run's
+    dtype and (on a CPU) with the threads torch uses: the speed the step's matmuls could reach
+    here. n: 2048 on a CPU, 8192 on a GPU (a smaller product leaves a GPU idle between launches).
+    Half a second, or one warm-up and three products when they are slower."""
+    n = n or (8192 if device.type == "cuda" else 2048)
+    a, b = (torch.randn(n, n, device=device, dtype=DTYPES[dtype]) for _ in range(2))
+    times = []
+    while len(times) < 4 or (sum(times[1:]) < 0.5 and len(times) < 50):
+        sync()
+        t0 = time.perf_counter()
+        a @ b
+        sync()
+        times.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / min(times[1:])  # the first product warms up
+
+
+def device_words(device, name: str) -> str:
+    """The device in words: a GPU's name, or how many threads of this CPU torch uses."""
+    threads = torch.get_num_threads()
+    return name or (f"this CPU's {threads} thread" + "s" * (threads > 1) if device.type == "cpu"
+                    else device.type)
+
+
+def rate(flops: float) -> str:
+    """FLOP/s in the unit that suits them: GFLOP/s on a CPU, TFLOP/s on a GPU."""
+    return f"{flops / 1e12:.3g} TFLOP/s" if flops >= 1e12 else f"{flops / 1e9:.3g} GFLOP/s"
+
+
+def say_cost(run, probes: dict) -> float | None:
+    """Before a training run (also --dry-run and --bench) that is long on this machine, print
+    and log one line: what it is and what it will cost here, from the FLOP count and the probed
+    matmul peak (at EFFICIENCY of it), one step and the whole run, and the small task that shows
+    the same in minutes. Returns the projected seconds of one step; None, silently, for a short
+    run and for --eval-only and --solve, which train nothing."""
+    cfg = run.cfg
+    if cfg["eval_only"]:
+        return None
+    ranks = parallel.world()  # under torchrun each rank runs its share of the slots at once
+    flops = flops_per_step(run.model, cfg["batch_size"] // ranks)
+    if cfg["bench"]:
+        steps, what = 3 + cfg["bench"], f"--bench {cfg['bench']} with its 3 warm-up steps"
+    else:
+        done = read_checkpoint(cfg["resume"], mmap=True)["step"] if cfg["resume"] else 0
+        steps, what = cfg["steps"] - done, "the steps left" if done else "the run"
+    limit = 60 * cfg["minutes"] if cfg["minutes"] else math.inf  # --minutes stops it sooner
+
+    def long(speed: float) -> bool:  # at this many FLOP/s
+        return flops / speed >= LONG_STEP_S or min(flops * steps / speed, limit) >= LONG_RUN_S
+
+    if not long(SLOWEST_FLOPS):
+        return None
+    peak = matmul_peak(run.device, cfg["dtype"], probes["sync"])
+    if not long(EFFICIENCY * peak):
+        return None
+    step_s = flops / (EFFICIENCY * peak)
+    cut = ""
+    if limit < step_s * steps:  # --minutes stops it after this step (the first at least)
+        last = int(limit / step_s)
+        cut = f", but --minutes {cfg['minutes']:g} stops it " + \
+            (f"after about {last:,} steps" if last > 1 else "after its first step")
+    per_step = f"{flops / 1e12:.3g} TFLOP per step" + f" on each of {ranks} ranks" * (ranks > 1)
+    small = SMALL_TASK.get(data.TASKS[cfg["task"]]["kind"], cfg["task"])
+    hint = f" | the same in minutes on this machine: --task {small}" if small != cfg["task"] else ""
+    line = (f"cost here | {cfg['model']} ({cfg['net']}) on {cfg['task']}, batch "
+            f"{cfg['batch_size']}: {per_step}; a matmul runs at {rate(peak)} on "
+            f"{device_words(run.device, probes['name'])}, and at {EFFICIENCY:.0%} of that one "
+            f"step takes about {fmt_duration(step_s)}, {what} ({steps:,} steps) about "
+            f"{fmt_duration(step_s * steps)}{cut}{hint}")
+    print(line)
+    run.log_file.write(line + "\n")
+    return step_s
+
+
+def q_target_seconds(run, train_step, sync) -> float:
+    """Seconds per optimiser step spent in model.continue_target (HRM, TRM --act-continue),
+    timed where supervision_step calls it, over run.cfg["bench"] more steps. Timed alone on the
+    same batch it is faster (on a CPU, HRM on sudoku6: 95 against 170 ms, docs/profile.md), so it
+    is timed in place."""
+    model, spent, target = run.model, [], run.model.continue_target
+
+    def timed(*args):
+        sync()
+        t0 = time.perf_counter()
+        q = target(*args)
+        sync()
+        spent.append(time.perf_counter() - t0)
+        return q
+
+    model.continue_target = timed  # over the class's method, for these steps only
+    try:
+        for step in range(3 + run.cfg["bench"], 3 + 2 * run.cfg["bench"]):
+            train_step(run, step)
+    finally:
+        del model.continue_target
+    return sum(spent) / run.cfg["bench"]
+
+
 def bench(run, train_step, probes: dict):
     """Time run.cfg["bench"] optimiser steps (train_step(run, step)) after 3 warm-up steps (and
-    compilation), then evaluation throughput; print both. probes: what the device is asked (sync,
-    reset, memory, name: train.py's device_probes, where the device-specific calls live)."""
+    compilation), then evaluation throughput; print both, with the step's share of the matmul
+    peak and (HRM, TRM --act-continue) what its Q-learning target costs. probes: what the device
+    is asked (sync, reset, memory, name: lib/device.py's device_probes, where the device-specific
+    calls live)."""
     cfg, model, sync = run.cfg, run.model, probes["sync"]
     for step in range(3):
         train_step(run, step)
     probes["reset"]()
     sync()
-    t0 = time.time()
+    t0 = time.perf_counter()
     for step in range(3, 3 + cfg["bench"]):
         train_step(run, step)
     sync()
-    dt = (time.time() - t0) / cfg["bench"]
+    dt = (time.perf_counter() - t0) / cfg["bench"]
     B = cfg["batch_size"]
     flops, peak = flops_per_step(model, B), peak_flops(probes["name"])
     mfu = f"MFU {flops / dt / peak:.1%}" if peak and cfg["dtype"] == "bf16" else "MFU n/a"
+    # the peak that MFU lacks on a CPU (and that a GPU's data sheet overstates): measured here
+    matmul = matmul_peak(run.device, cfg["dtype"], sync)
     print(f"bench | {cfg['bench']} steps | {1 / dt:.2f} steps/s | {B / dt:.0f} samples/s | "
-          f"{1000 * dt:.1f} ms/step | {flops / 1e12:.1f} TFLOP/step, {flops / dt / 1e12:.1f} "
-          f"TFLOP/s, {mfu} | {probes['memory']()} | projected {cfg['steps']} steps: "
-          f"{fmt_time(dt * cfg['steps'])}")
+          f"{1000 * dt:.1f} ms/step | {flops / 1e12:.3g} TFLOP/step, {rate(flops / dt)}: "
+          f"{flops / dt / matmul:.0%} of the {cfg['dtype']} matmul peak of "
+          f"{device_words(run.device, probes['name'])} ({rate(matmul)}), {mfu} | "
+          f"{probes['memory']()} | projected {cfg['steps']} steps: {fmt_time(dt * cfg['steps'])}")
+    if model.learns_continue:  # HRM, TRM --act-continue: one more forward segment per step
+        if cfg["compile"]:  # the compiled step holds it in its graph: nothing to time it by
+            print("bench | Q target | not timed with --compile: bench without it to see what "
+                  "the Q-learning target's extra forward segment costs")
+        else:
+            q_dt = q_target_seconds(run, train_step, sync)
+            print(f"bench | Q target | its extra forward segment, no gradient, timed in "
+                  f"{cfg['bench']} more steps: {1000 * q_dt:.1f} ms/step, {q_dt / dt:.0%} of "
+                  f"the step")
     if run.test.votes([model.max_steps]) is not None:  # ARC: a vote needs every copy, so there
         # is no cheap partial evaluation
         print(f"bench | eval | not timed for {run.cfg['task']}: an evaluation runs all "
@@ -61,9 +196,9 @@ def bench(run, train_step, probes: dict):
     # the first pass warms up (and compiles for each batch shape), the second is timed
     for _ in range(2):
         sync()
-        t0 = time.time()
+        t0 = time.perf_counter()
         result = evaluate(run.eval_fn, run.test, cfg, cfg["eval_limit"], run.autocast)
-        dt = time.time() - t0
+        dt = time.perf_counter() - t0
     full = len(run.test) / result["puzzles"] * dt
     print(f"bench | eval | {result['puzzles']} puzzles x {model.max_steps} steps, batch "
           f"{cfg['eval_batch_size']} | {result['puzzles'] / dt:.0f} puzzles/s | full test "

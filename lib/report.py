@@ -5,7 +5,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 
 import torch
 
@@ -16,6 +18,15 @@ def fmt_time(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else \
         f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def fmt_duration(seconds: float) -> str:
+    """fmt_time up to two days, then days, then years: a projection can be any of them."""
+    if seconds < 2 * 86400:
+        return fmt_time(seconds)
+    if seconds < 2 * 365 * 86400:
+        return f"{seconds / 86400:.0f} days"
+    return f"{seconds / (365.25 * 86400):,.1f} years"
 
 
 class Progress:
@@ -47,6 +58,31 @@ class Progress:
         print(("\r\033[K" if self.tty else "") + line, flush=True)
         self.log_file.write(line + "\n")
         self.log_file.flush()
+
+
+@contextmanager
+def heartbeat(run, step_s: float, first: float = 5.0):
+    """While a slow first step runs, a line after `first` seconds and again each time the wait has
+    doubled: how long the step has run and how long it is projected to take (step_s), until the
+    run's step count moves and the progress bar and log lines take over. A terminal thus shows
+    within seconds that the run is alive. The lines go to stdout only, not to log.txt."""
+    start, t0, stop = run.step, time.time(), threading.Event()
+
+    def beat():
+        wait = first
+        while not stop.wait(max(0.0, t0 + wait - time.time())) and run.step == start:
+            print(("\r\033[K" if sys.stdout.isatty() else "") + f"step {start + 1} running | "
+                  f"{fmt_time(time.time() - t0)} so far of about {fmt_duration(step_s)}",
+                  flush=True)
+            wait *= 2
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def claim_out(out: str):

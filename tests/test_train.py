@@ -11,6 +11,7 @@ import torch
 import data
 from hrm import HRM, HRMConfig
 from lib import bench, config, optim, parallel, report, scaling
+from lib.device import busy_cores, leave_busy_cores
 from puzzles import sudoku
 import train
 from trm import TRM, TRMConfig
@@ -510,3 +511,26 @@ def test_read_evals_takes_step_time_and_accuracy_from_the_log(tmp_path):
                    "after each supervision step [0.5, 0.912]\n")
     assert report.read_evals(str(log)) == [(250, 4.35, 0.008, "test exact"),
                                            (9000, 65, 0.912, "test exact")]
+
+
+@pytest.mark.parametrize("busy,threads,expected", [((1, 2), 2, 1), ((0, 2), 2, 2), ((2, 2), 2, 1),
+                                                   ((1, 4), 4, 3), (None, 2, 2)])
+def test_a_busy_cpu_gets_one_thread_per_free_core(monkeypatch, capsys, busy, threads, expected):
+    """Without --threads, a CPU whose cores other processes hold runs one torch thread per free
+    core (at least one) and says so; a quiet CPU, or one we cannot read, keeps torch's choice."""
+    chosen = []
+    monkeypatch.setattr("lib.device.busy_cores", lambda: busy)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    monkeypatch.setattr(torch, "set_num_threads", chosen.append)
+    leave_busy_cores()
+    assert chosen == ([] if expected == threads else [expected])
+    said = capsys.readouterr().out
+    assert (f"running {expected} torch thread" in said) == (expected != threads)
+
+
+def test_busy_cores_reads_the_machine():
+    found = busy_cores(look=0.05)
+    if found is None:
+        pytest.skip("no /proc/stat on this system")
+    busy, mine = found
+    assert 1 <= mine <= (os.cpu_count() or 1) and 0 <= busy <= mine

@@ -1,0 +1,202 @@
+"""--bench and what a run costs on this machine (lib/bench.py): the probed matmul peak, the step's
+share of it, the Q-learning target's own time, the one line a long run prints before it starts,
+and the heartbeat of a slow first step (lib/report.py)."""
+
+import itertools
+import math
+import random
+import time
+import types
+
+import pytest
+import torch
+
+from lib import bench, report
+from puzzles import sudoku
+import train
+
+TINY = ["--task", "sudoku4", "--hidden", "32", "--heads", "2", "--batch-size", "16",
+        "--prefix-len", "2", "--eval-limit", "32", "--eval-batch-size", "32", "--log-every", "1",
+        "--threads", "1"]
+
+
+def clock(times: list):
+    """A stand-in for time.perf_counter that returns `times` one after the other."""
+    values = iter(times)
+    return types.SimpleNamespace(perf_counter=lambda: next(values))
+
+
+def counting_clock(tick: float):
+    """A stand-in for time.perf_counter that moves on by `tick` seconds at every reading."""
+    readings = itertools.count(tick, tick)
+    return types.SimpleNamespace(perf_counter=lambda: next(readings))
+
+
+def recorded_flops(monkeypatch) -> list:
+    """bench.flops_per_step as it is, each count it returns also appended to the list."""
+    counts, count = [], bench.flops_per_step
+
+    def recording(model, batch_size):
+        counts.append(count(model, batch_size))
+        return counts[-1]
+    monkeypatch.setattr(bench, "flops_per_step", recording)
+    return counts
+
+
+def printed(capsys, start: str) -> list:
+    return [line for line in capsys.readouterr().out.splitlines() if line.startswith(start)]
+
+
+# -----------------------------------------------------------------------------
+# the matmul peak and --bench
+
+
+def test_the_matmul_peak_is_2n3_over_the_fastest_timed_product(monkeypatch):
+    # the products take 5 s (the warm-up, not counted), then 0.2, 0.1 and 0.3 s: half a second
+    # of timed products is enough
+    monkeypatch.setattr(bench, "time", clock([0, 5, 5, 5.2, 5.2, 5.3, 5.3, 5.6]))
+    n = 64
+    peak = bench.matmul_peak(torch.device("cpu"), "fp32", lambda: None, n)
+    assert peak == pytest.approx(2 * n ** 3 / 0.1)
+
+
+def test_the_matmul_peak_of_this_cpu_is_a_positive_finite_speed():
+    peak = bench.matmul_peak(torch.device("cpu"), "fp32", lambda: None, 256)
+    assert math.isfinite(peak) and peak > 1e8  # any CPU does a 256 x 256 matmul at 0.1 GFLOP/s
+
+
+def test_bench_prints_the_steps_share_of_the_matmul_peak(tmp_path, capsys, monkeypatch):
+    # every reading of the clock is 0.1 s after the last: the 2 timed steps take 0.1 s together
+    monkeypatch.setattr(bench, "time", counting_clock(0.1))
+    monkeypatch.setattr(bench, "matmul_peak", lambda device, dtype, sync: 3e9)
+    counts = recorded_flops(monkeypatch)
+    train.main(TINY + ["--bench", "2", "--out", str(tmp_path)])
+    lines = printed(capsys, "bench |")
+    achieved = counts[-1] / 0.05  # FLOP/s: the step's FLOPs over 0.1 s / 2 steps
+    assert "| 50.0 ms/step |" in lines[0]
+    assert (f", {achieved / 1e9:.3g} GFLOP/s: {achieved / 3e9:.0%} of the fp32 matmul peak of this "
+            f"CPU's 1 thread (3 GFLOP/s), MFU n/a |") in lines[0]
+    assert not any(line.startswith("bench | Q target") for line in lines)  # TRM: no Q-learning
+
+
+@pytest.mark.parametrize("argv", [["--model", "hrm"], ["--model", "trm", "--act-continue"]])
+def test_bench_times_the_q_learning_targets_extra_segment(tmp_path, capsys, monkeypatch, argv):
+    monkeypatch.setattr(bench, "matmul_peak", lambda device, dtype, sync: 3e9)
+    train.main(TINY + argv + ["--bench", "2", "--out", str(tmp_path)])
+    lines = printed(capsys, "bench |")
+    step_ms = float(lines[0].split("|")[4].split()[0])
+    q = next(line for line in lines if line.startswith("bench | Q target"))
+    q_ms, share = float(q.split(": ")[1].split()[0]), int(q.split(", ")[-1].split("%")[0])
+    # one forward segment without gradient, against a step of forward, backward and its own
+    # target: more than nothing, less than the step
+    assert 0 < q_ms < step_ms and 0 < share < 100
+    assert abs(share - 100 * q_ms / step_ms) <= 1  # the share is of the step's time
+
+
+def test_the_q_target_is_timed_where_the_step_calls_it(tmp_path, capsys, monkeypatch):
+    """continue_target is timed inside 2 more optimiser steps, as supervision_step calls it on
+    the batch: a target 0.2 s slower costs each step 0.2 s more."""
+    from hrm import HRM
+    monkeypatch.setattr(bench, "matmul_peak", lambda device, dtype, sync: 3e9)
+    seen, original = [], HRM.continue_target
+
+    def slow(model, state, inputs, puzzle_ids, steps):
+        seen.append(tuple(inputs.shape))
+        time.sleep(0.2)
+        return original(model, state, inputs, puzzle_ids, steps)
+    monkeypatch.setattr(HRM, "continue_target", slow)
+    train.main(TINY + ["--model", "hrm", "--bench", "2", "--out", str(tmp_path)])
+    q = printed(capsys, "bench | Q target")[0]
+    assert len(seen) == 3 + 2 + 2 and set(seen) == {(16, 16)}  # warm-up, timed, Q-timed steps
+    assert 200 <= float(q.split(": ")[1].split()[0]) < 1000  # ms per step
+
+
+# -----------------------------------------------------------------------------
+# what a run costs here, said before it starts
+
+
+def paper_sudoku_folder(tmp_path) -> list:
+    """Sudoku-Extreme's file format, a few generated puzzles repeated to the 1k that the paper's
+    recipe samples: the paper preset's model without its download."""
+    rng = random.Random(0)
+    rows = []
+    for _ in range(4):
+        puzzle, answer = sudoku.make(rng, 9)
+        question = "".join("." if t == 1 else str(t - 1) for t in puzzle)
+        rows.append(f"gen,{question},{''.join(str(t - 1) for t in answer)},0")
+    for name, count in (("train.csv", 1000), ("test.csv", 8)):
+        (tmp_path / name).write_text("source,question,answer,rating\n" +
+                                     "\n".join(rows[i % 4] for i in range(count)) + "\n")
+    return ["--task", "sudoku", "--data-dir", str(tmp_path), "--device", "cpu", "--out",
+            str(tmp_path / "out")]
+
+
+@pytest.mark.parametrize("model,steps", [("trm", 65100), ("hrm", 26040)])
+def test_a_paper_recipe_on_a_cpu_says_what_it_costs_before_it_starts(tmp_path, capsys,
+                                                                      monkeypatch, model, steps):
+    monkeypatch.setattr(bench, "matmul_peak", lambda device, dtype, sync: 100e9)
+    counts = recorded_flops(monkeypatch)
+    train.main(paper_sudoku_folder(tmp_path) + ["--model", model, "--dry-run"])
+    out = capsys.readouterr().out.splitlines()
+    cost = [line for line in out if line.startswith("cost here")]
+    step_s = counts[0] / (bench.EFFICIENCY * 100e9)  # at a share of the probed 100 GFLOP/s
+    assert len(cost) == 1 and out.index(cost[0]) == len(out) - 1  # after the banner
+    assert cost[0] == (
+        f"cost here | {model} ({'mlp' if model == 'trm' else 'att'}) on sudoku, batch 768: "
+        f"{counts[0] / 1e12:.3g} TFLOP per step; a matmul runs at 100 GFLOP/s on this CPU's "
+        f"{torch.get_num_threads()} thread{'s' * (torch.get_num_threads() > 1)}, and at "
+        f"{bench.EFFICIENCY:.0%} of that one step takes about {report.fmt_time(step_s)}, the run ({steps:,} steps) about "
+        f"{report.fmt_duration(steps * step_s)} | the same in minutes on this machine: "
+        f"--task sudoku6")
+    assert cost[0] + "\n" in (tmp_path / "out" / "log.txt").read_text()
+
+
+def test_minutes_and_bench_change_what_the_cost_counts(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(bench, "matmul_peak", lambda device, dtype, sync: 100e9)
+    counts = recorded_flops(monkeypatch)
+    argv = paper_sudoku_folder(tmp_path) + ["--dry-run"]
+    train.main(argv + ["--minutes", "30"])
+    step_s = counts[0] / (bench.EFFICIENCY * 100e9)  # TRM-MLP: minutes a step here
+    assert printed(capsys, "cost here")[0].endswith(
+        f"(65,100 steps) about {report.fmt_duration(65100 * step_s)}, but --minutes 30 stops it "
+        f"after about {int(1800 / step_s)} steps | the same in minutes on this machine: "
+        f"--task sudoku6")
+    train.main(argv + ["--bench", "5"])
+    assert f"--bench 5 with its 3 warm-up steps (8 steps) about {report.fmt_time(8 * step_s)} " \
+        f"| the same" in printed(capsys, "cost here")[0]
+    train.main(argv + ["--minutes", "1"])  # not even one step: the first runs all the same
+    assert "but --minutes 1 stops it after its first step |" in printed(capsys, "cost here")[0]
+
+
+def test_a_short_run_says_nothing_and_is_not_probed(tmp_path, capsys, monkeypatch):
+    def probe(*args):
+        raise AssertionError("a run that is short at any speed needs no probe")
+    monkeypatch.setattr(bench, "matmul_peak", probe)
+    train.main(TINY + ["--dry-run", "--out", str(tmp_path)])
+    assert not printed(capsys, "cost here")
+
+
+def test_a_long_run_starts_with_its_heartbeat(tmp_path, capsys, monkeypatch):
+    """On a device this slow (1 MFLOP/s) even the tiny model's step is long: the run says so, and
+    trains with the heartbeat on, projected at the step's FLOPs over EFFICIENCY of that speed."""
+    monkeypatch.setattr(bench, "SLOWEST_FLOPS", 1e6)
+    monkeypatch.setattr(bench, "matmul_peak", lambda device, dtype, sync: 1e6)
+    counts, beats, heartbeat = recorded_flops(monkeypatch), [], report.heartbeat
+
+    def recording(run, step_s):
+        beats.append(step_s)
+        return heartbeat(run, step_s)
+    monkeypatch.setattr(train, "heartbeat", recording)
+    train.main(TINY + ["--steps", "1", "--eval-every", "1", "--out", str(tmp_path)])
+    assert printed(capsys, "cost here") and beats == [counts[0] / (bench.EFFICIENCY * 1e6)]
+
+
+def test_the_heartbeat_beats_until_the_first_step_is_done(capsys):
+    run = types.SimpleNamespace(step=41)  # a resumed run: its next step is 42
+    with report.heartbeat(run, step_s=7200, first=0.05):
+        time.sleep(0.5)  # beats after 0.05, 0.1, 0.2 and 0.4 s
+        beats = capsys.readouterr().out.splitlines()
+        run.step += 1
+        time.sleep(0.9)  # the next beat, at 0.8 s, sees the step done and stops
+    assert 1 <= len(beats) <= 4 and not capsys.readouterr().out
+    assert beats[0] == "step 42 running | 0m00s so far of about 2h00m"

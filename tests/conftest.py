@@ -2,10 +2,30 @@
 
 import functools
 import http.server
+import random
 import threading
 
 import pytest
 import torch
+
+
+@pytest.fixture
+def paper_sudoku(tmp_path) -> list:
+    """train.py flags for Sudoku-Extreme's file format in tmp_path: four generated 9x9 puzzles
+    repeated to the 1k train rows that the paper's recipe samples, and 8 test rows; the paper
+    preset's model without its download."""
+    from puzzles import sudoku
+    rng = random.Random(0)
+    rows = []
+    for _ in range(4):
+        puzzle, answer = sudoku.make(rng, 9)
+        question = "".join("." if t == 1 else str(t - 1) for t in puzzle)
+        rows.append(f"gen,{question},{''.join(str(t - 1) for t in answer)},0")
+    for name, count in (("train.csv", 1000), ("test.csv", 8)):
+        (tmp_path / name).write_text("source,question,answer,rating\n" +
+                                     "\n".join(rows[i % 4] for i in range(count)) + "\n")
+    return ["--task", "sudoku", "--data-dir", str(tmp_path), "--device", "cpu", "--out",
+            str(tmp_path / "out")]
 
 
 @pytest.fixture

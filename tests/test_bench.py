@@ -4,7 +4,6 @@ and the heartbeat of a slow first step (lib/report.py)."""
 
 import itertools
 import math
-import random
 import time
 import types
 
@@ -12,7 +11,6 @@ import pytest
 import torch
 
 from lib import bench, report
-from puzzles import sudoku
 import train
 
 TINY = ["--task", "sudoku4", "--hidden", "32", "--heads", "2", "--batch-size", "16",
@@ -115,28 +113,13 @@ def test_the_q_target_is_timed_where_the_step_calls_it(tmp_path, capsys, monkeyp
 # what a run costs here, said before it starts
 
 
-def paper_sudoku_folder(tmp_path) -> list:
-    """Sudoku-Extreme's file format, a few generated puzzles repeated to the 1k that the paper's
-    recipe samples: the paper preset's model without its download."""
-    rng = random.Random(0)
-    rows = []
-    for _ in range(4):
-        puzzle, answer = sudoku.make(rng, 9)
-        question = "".join("." if t == 1 else str(t - 1) for t in puzzle)
-        rows.append(f"gen,{question},{''.join(str(t - 1) for t in answer)},0")
-    for name, count in (("train.csv", 1000), ("test.csv", 8)):
-        (tmp_path / name).write_text("source,question,answer,rating\n" +
-                                     "\n".join(rows[i % 4] for i in range(count)) + "\n")
-    return ["--task", "sudoku", "--data-dir", str(tmp_path), "--device", "cpu", "--out",
-            str(tmp_path / "out")]
-
-
 @pytest.mark.parametrize("model,steps", [("trm", 65100), ("hrm", 26040)])
-def test_a_paper_recipe_on_a_cpu_says_what_it_costs_before_it_starts(tmp_path, capsys,
-                                                                      monkeypatch, model, steps):
+def test_a_paper_recipe_on_a_cpu_says_what_it_costs_before_it_starts(tmp_path, paper_sudoku,
+                                                                      capsys, monkeypatch, model,
+                                                                      steps):
     monkeypatch.setattr(bench, "matmul_peak", lambda device, dtype, sync: 100e9)
     counts = recorded_flops(monkeypatch)
-    train.main(paper_sudoku_folder(tmp_path) + ["--model", model, "--dry-run"])
+    train.main(paper_sudoku + ["--model", model, "--dry-run"])
     out = capsys.readouterr().out.splitlines()
     cost = [line for line in out if line.startswith("cost here")]
     step_s = counts[0] / (bench.EFFICIENCY * 100e9)  # at a share of the probed 100 GFLOP/s
@@ -151,10 +134,10 @@ def test_a_paper_recipe_on_a_cpu_says_what_it_costs_before_it_starts(tmp_path, c
     assert cost[0] + "\n" in (tmp_path / "out" / "log.txt").read_text()
 
 
-def test_minutes_and_bench_change_what_the_cost_counts(tmp_path, capsys, monkeypatch):
+def test_minutes_and_bench_change_what_the_cost_counts(paper_sudoku, capsys, monkeypatch):
     monkeypatch.setattr(bench, "matmul_peak", lambda device, dtype, sync: 100e9)
     counts = recorded_flops(monkeypatch)
-    argv = paper_sudoku_folder(tmp_path) + ["--dry-run"]
+    argv = paper_sudoku + ["--dry-run"]
     train.main(argv + ["--minutes", "30"])
     step_s = counts[0] / (bench.EFFICIENCY * 100e9)  # TRM-MLP: minutes a step here
     assert printed(capsys, "cost here")[0].endswith(

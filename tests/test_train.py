@@ -12,7 +12,6 @@ import data
 from hrm import HRM, HRMConfig
 from lib import bench, config, optim, parallel, report, scaling
 from lib.device import busy_cores, leave_busy_cores
-from puzzles import sudoku
 import train
 from trm import TRM, TRMConfig
 
@@ -168,20 +167,8 @@ def test_non_finite_weights_are_never_checkpointed(tmp_path):
 
 
 @pytest.mark.parametrize("model,params", [("trm", 5028866), ("hrm", 27275266)])
-def test_dry_run_prints_the_paper_parameter_count(tmp_path, capsys, model, params):
-    # an official-format folder: a few generated 9x9 puzzles, repeated to the 1k the recipe samples
-    import random
-    rng = random.Random(0)
-    rows = []
-    for _ in range(4):
-        puzzle, answer = sudoku.make(rng, 9)
-        q = "".join("." if t == 1 else str(t - 1) for t in puzzle)
-        rows.append(f"gen,{q},{''.join(str(t - 1) for t in answer)},0")
-    for name, count in (("train.csv", 1000), ("test.csv", 8)):
-        (tmp_path / name).write_text("source,question,answer,rating\n" +
-                                     "\n".join(rows[i % 4] for i in range(count)) + "\n")
-    train.main(["--model", model, "--task", "sudoku", "--data-dir", str(tmp_path), "--dry-run",
-                "--out", str(tmp_path / "out"), "--device", "cpu"])
+def test_dry_run_prints_the_paper_parameter_count(paper_sudoku, capsys, model, params):
+    train.main(paper_sudoku + ["--model", model, "--dry-run"])
     printed = capsys.readouterr().out
     assert f"params: {params}" in printed
     assert "GENERATED" not in printed.split("config:")[0]

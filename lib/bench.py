@@ -17,16 +17,16 @@ from lib.report import fmt_duration, fmt_time
 PEAK_BF16_TFLOPS = {"H100": 989, "H200": 989, "A100": 312}  # dense, per the vendors' data sheets
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
-# The projection's speed: this share of the probed matmul peak. Measured with --bench on a 2-core
-# AMD EPYC VM (docs/profile.md), the papers' presets (at batch 4 to 16) reach 80-85% of it there,
-# the small CPU presets 45-57%. On a GPU the share is lower (on an H100 the presets ran at 23-37%
-# of the data sheet's peak, docs/reproduce.md), so there the projection is a lower bound
+# The projection's speed: this share of the probed matmul peak. On a 2-core AMD EPYC VM
+# (docs/profile.md) the papers' presets, benched at batch 4 to 16, reach 80-85% of it, the small
+# CPU presets 40-62%. On a GPU the share is lower (on an H100 the presets ran at 23-37% of the
+# data sheet's peak, docs/reproduce.md): there the projected time is a lower bound
 EFFICIENCY = 0.8
 # A run is long here when one step takes longer than LONG_STEP_S (the terminal would show nothing
 # for that long) or the run longer than LONG_RUN_S; it says so before it starts
 LONG_STEP_S, LONG_RUN_S = 10, 24 * 3600
-# No device torch runs on is slower than this (one thread of the EPYC VM above: 94 GFLOP/s): a run
-# that is short even at this speed is not probed, so that small runs start at once
+# No device torch runs on is slower than this (one thread of the EPYC VM: 110 GFLOP/s): a run that
+# is short even at this speed is not probed, so that small runs start at once
 SLOWEST_FLOPS = 5e9
 # the small task of each kind of puzzle, which shows on a CPU in minutes what its benchmark shows
 SMALL_TASK = {"sudoku": "sudoku6", "maze": "maze-small", "arc": "arc-mini"}
@@ -128,9 +128,9 @@ def say_cost(run, probes: dict) -> float | None:
 
 def q_target_seconds(run, train_step, sync) -> float:
     """Seconds per optimiser step spent in model.continue_target (HRM, TRM --act-continue),
-    timed where supervision_step calls it, over run.cfg["bench"] more steps. Timed alone on the
-    same batch it is faster (on a CPU, HRM on sudoku6: 95 against 170 ms, docs/profile.md), so it
-    is timed in place."""
+    timed where supervision_step calls it, over run.cfg["bench"] more steps. In the step it can
+    cost more than alone on the same batch (on a CPU, HRM on sudoku6: 157-174 against 93-110 ms:
+    its fresh tensors page-fault there, docs/profile.md), so it is timed in place."""
     model, spent, target = run.model, [], run.model.continue_target
 
     def timed(*args):

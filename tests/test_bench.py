@@ -128,9 +128,9 @@ def test_a_paper_recipe_on_a_cpu_says_what_it_costs_before_it_starts(tmp_path, p
         f"cost here | {model} ({'mlp' if model == 'trm' else 'att'}) on sudoku, batch 768: "
         f"{counts[0] / 1e12:.3g} TFLOP per step; a matmul runs at 100 GFLOP/s on this CPU's "
         f"{torch.get_num_threads()} thread{'s' * (torch.get_num_threads() > 1)}, and at "
-        f"{bench.EFFICIENCY:.0%} of that one step takes about {report.fmt_time(step_s)}, the run ({steps:,} steps) about "
-        f"{report.fmt_duration(steps * step_s)} | the same in minutes on this machine: "
-        f"--task sudoku6")
+        f"{bench.EFFICIENCY:.0%} of that one step takes about {report.fmt_time(step_s)}, the run "
+        f"({steps:,} steps) about {report.fmt_duration(steps * step_s)} | the same in minutes on "
+        f"this machine: --task sudoku6")
     assert cost[0] + "\n" in (tmp_path / "out" / "log.txt").read_text()
 
 
@@ -149,6 +149,14 @@ def test_minutes_and_bench_change_what_the_cost_counts(paper_sudoku, capsys, mon
         f"| the same" in printed(capsys, "cost here")[0]
     train.main(argv + ["--minutes", "1"])  # not even one step: the first runs all the same
     assert "but --minutes 1 stops it after its first step |" in printed(capsys, "cost here")[0]
+
+
+def test_a_resumed_run_counts_the_steps_it_has_left(tmp_path, capsys, monkeypatch):
+    train.main(TINY + ["--steps", "1", "--eval-every", "1", "--out", str(tmp_path)])
+    monkeypatch.setattr(bench, "SLOWEST_FLOPS", 1e6)  # a device this slow: every step is long
+    monkeypatch.setattr(bench, "matmul_peak", lambda device, dtype, sync: 1e6)
+    train.main(["--resume", str(tmp_path / "ckpt.pt"), "--steps", "5", "--dry-run"])
+    assert ", the steps left (4 steps) about " in printed(capsys, "cost here")[0]
 
 
 def test_a_short_run_says_nothing_and_is_not_probed(tmp_path, capsys, monkeypatch):
@@ -183,3 +191,4 @@ def test_the_heartbeat_beats_until_the_first_step_is_done(capsys):
         time.sleep(0.9)  # the next beat, at 0.8 s, sees the step done and stops
     assert 1 <= len(beats) <= 4 and not capsys.readouterr().out
     assert beats[0] == "step 42 running | 0m00s so far of about 2h00m"
+

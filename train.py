@@ -41,12 +41,12 @@ from hrm import HRM, HRMConfig
 from lib import checkpoint, config, official, parallel
 from lib.bench import bench, say_cost
 from lib.config import RECURSION, fail, resolve_config
-from lib.device import device_probes, random_state, restore_random_state, setup_device
 from lib.evaluate import eval_line, evaluate, solve_mode
 from lib.optim import AdamATan2, SignSGD, ema_copy, ema_update
 from lib.report import (Progress, banner, claim_out, fmt_time, heartbeat, plot_curves, write_json,
                         write_results)
 from lib.scaling import check_memory, eval_only
+from lib.threads import leave_busy_cores
 from trm import TRM, TRMConfig
 
 MODELS = {"trm": (TRM, TRMConfig), "hrm": (HRM, HRMConfig)}
@@ -275,6 +275,79 @@ class Run:
     step: int = 0  # optimiser steps done
     history: list = field(default_factory=list)  # one dict per log line
     evals: list = field(default_factory=list)  # one dict per evaluation
+
+
+def check_device(device: str | None):
+    """None (the first available) or a device this machine has: cpu, cuda[:i], mps."""
+    if device is None:
+        return
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()):
+        fail(f"--device {device!r} is not one of cpu, cuda, cuda:N, mps")
+    if kind == "cuda" and not torch.cuda.is_available():
+        fail(f"--device {device}: this machine has no CUDA GPU that torch {torch.__version__} can "
+             f"use; leave --device out (or say cpu)")
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        fail(f"--device {device}: there are only {torch.cuda.device_count()} CUDA devices")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        fail("--device mps: this machine has no Apple GPU that torch can use; leave --device out")
+
+
+def device_probes(device) -> dict:
+    """What --bench and --trajectories ask of the device: wait for it, reset and read its peak
+    memory, its name, and its memory in all (bytes, whose): a CUDA GPU's own, else the machine's
+    (which Apple's GPU shares)."""
+    if device.type == "cuda":
+        gib = lambda: torch.cuda.max_memory_allocated() / 2**30
+        return dict(sync=torch.cuda.synchronize, reset=torch.cuda.reset_peak_memory_stats,
+                    memory=lambda: f"peak memory {gib():.2f} GiB", matmul_size=8192,
+                    name=torch.cuda.get_device_name(device),
+                    total=(torch.cuda.get_device_properties(device).total_memory, "this GPU's"))
+    import resource  # Unix only: the whole process's peak resident memory (Linux: KiB)
+    rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return dict(sync=lambda: None, reset=lambda: None, memory=lambda: f"peak RSS {rss():.2f} GiB",
+                matmul_size=2048,
+                name="", total=(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+                                "this machine's"))
+
+
+def setup_device(cfg: dict):
+    """Threads, device (under torchrun: this rank's GPU), compute dtype and the seed; returns
+    (device, autocast context)."""
+    check_device(cfg["device"])
+    cfg["device"] = cfg["device"] or ("cuda" if torch.cuda.is_available() else
+                                      "mps" if torch.backends.mps.is_available() else "cpu")
+    if cfg["threads"]:
+        torch.set_num_threads(cfg["threads"])
+    elif cfg["device"] == "cpu":
+        leave_busy_cores()
+    local = parallel.start("nccl" if cfg["device"].startswith("cuda") else "gloo")
+    cfg["ranks"] = parallel.world()
+    if cfg["ranks"] > 1 and cfg["device"].startswith("cuda"):
+        cfg["device"] = f"cuda:{local}"
+        torch.cuda.set_device(local)
+    device = torch.device(cfg["device"])
+    cfg["dtype"] = cfg["dtype"] or ("bf16" if device.type == "cuda" else "fp32")
+    # deviation: bf16 through autocast (fp32 master weights, matmuls in bf16) rather than casting
+    # every weight and activation to bf16 by hand as the official code does
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg["dtype"] == "bf16" \
+        else nullcontext()
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    torch.manual_seed(cfg["seed"])  # the same on every rank: the same initial weights
+    return device, autocast
+
+
+def random_state(device) -> dict:
+    """This process's random state: the CPU generator's, and the GPU's on CUDA."""
+    return dict(cpu=torch.get_rng_state(),
+                cuda=torch.cuda.get_rng_state() if device.type == "cuda" else None)
+
+
+def restore_random_state(device, rng: dict):
+    torch.set_rng_state(rng["cpu"])
+    if device.type == "cuda" and rng["cuda"] is not None:
+        torch.cuda.set_rng_state(rng["cuda"])
 
 
 def model_config(cfg: dict, train) -> tuple:

@@ -52,12 +52,12 @@ def peak_flops(gpu_name: str) -> float | None:
     return next((1e12 * tf for gpu, tf in PEAK_BF16_TFLOPS.items() if gpu in gpu_name), None)
 
 
-def matmul_peak(device, dtype: str, sync, n: int | None = None) -> float:
+def matmul_peak(device, dtype: str, sync, n: int) -> float:
     """FLOP/s of the fastest of a few n x n matmuls (2 n^3 FLOPs each) on the device, in the run's
     dtype and (on a CPU) with the threads torch uses: the speed the step's matmuls could reach
-    here. n: 2048 on a CPU, 8192 on a GPU (a smaller product leaves a GPU idle between launches).
-    Half a second, or one warm-up and three products when they are slower."""
-    n = n or (8192 if device.type == "cuda" else 2048)
+    here. n: train.py's device_probes says (2048 on a CPU, 8192 on a GPU, where a smaller product
+    leaves it idle between launches). Half a second, or one warm-up and three products when they
+    are slower."""
     a, b = (torch.randn(n, n, device=device, dtype=DTYPES[dtype]) for _ in range(2))
     times = []
     while len(times) < 4 or (sum(times[1:]) < 0.5 and len(times) < 50):
@@ -104,7 +104,7 @@ def say_cost(run, probes: dict) -> float | None:
 
     if not long(SLOWEST_FLOPS):
         return None
-    peak = matmul_peak(run.device, cfg["dtype"], probes["sync"])
+    peak = matmul_peak(run.device, cfg["dtype"], probes["sync"], probes["matmul_size"])
     if not long(EFFICIENCY * peak):
         return None
     step_s = flops / (EFFICIENCY * peak)
@@ -154,7 +154,7 @@ def bench(run, train_step, probes: dict):
     """Time run.cfg["bench"] optimiser steps (train_step(run, step)) after 3 warm-up steps (and
     compilation), then evaluation throughput; print both, with the step's share of the matmul
     peak and (HRM, TRM --act-continue) what its Q-learning target costs. probes: what the device
-    is asked (sync, reset, memory, name: lib/device.py's device_probes, where the device-specific
+    is asked (sync, reset, memory, name: train.py's device_probes, where the device-specific
     calls live)."""
     cfg, model, sync = run.cfg, run.model, probes["sync"]
     for step in range(3):
@@ -170,7 +170,7 @@ def bench(run, train_step, probes: dict):
     flops, peak = flops_per_step(model, B), peak_flops(probes["name"])
     mfu = f"MFU {flops / dt / peak:.1%}" if peak and cfg["dtype"] == "bf16" else "MFU n/a"
     # the peak that MFU lacks on a CPU (and that a GPU's data sheet overstates): measured here
-    matmul = matmul_peak(run.device, cfg["dtype"], sync)
+    matmul = matmul_peak(run.device, cfg["dtype"], sync, probes["matmul_size"])
     print(f"bench | {cfg['bench']} steps | {1 / dt:.2f} steps/s | {B / dt:.0f} samples/s | "
           f"{1000 * dt:.1f} ms/step | {flops / 1e12:.3g} TFLOP/step, {rate(flops / dt)}: "
           f"{flops / dt / matmul:.0%} of the {cfg['dtype']} matmul peak of "

@@ -155,7 +155,7 @@ def report(table: list, trained: int, out: str, title: str) -> list:
 
 def check_memory(cfg: dict, have: int, whose: str):
     """Refuse, before any work, --trajectories whose largest K makes one eval batch (its puzzles
-    x K rows) need more memory than the device has (`have` bytes; lib/device.py's device_probes says
+    x K rows) need more memory than the device has (`have` bytes; train.py's device_probes says
     how much and whose). A row holds at its peak, in fp32, the states and the input (about 6
     tensors of tokens x hidden numbers) and the widest SwiGLU's 4 activations (its width:
     expansion x 2/3 of what it mixes, rounded up to 256, as trm.SwiGLU and hrm.SwiGLU build it);

@@ -66,7 +66,7 @@ def test_the_matmul_peak_of_this_cpu_is_a_positive_finite_speed():
 def test_bench_prints_the_steps_share_of_the_matmul_peak(tmp_path, capsys, monkeypatch):
     # every reading of the clock is 0.1 s after the last: the 2 timed steps take 0.1 s together
     monkeypatch.setattr(bench, "time", counting_clock(0.1))
-    monkeypatch.setattr(bench, "matmul_peak", lambda device, dtype, sync: 3e9)
+    monkeypatch.setattr(bench, "matmul_peak", lambda device, dtype, sync, n: 3e9)
     counts = recorded_flops(monkeypatch)
     train.main(TINY + ["--bench", "2", "--out", str(tmp_path)])
     lines = printed(capsys, "bench |")
@@ -79,7 +79,7 @@ def test_bench_prints_the_steps_share_of_the_matmul_peak(tmp_path, capsys, monke
 
 @pytest.mark.parametrize("argv", [["--model", "hrm"], ["--model", "trm", "--act-continue"]])
 def test_bench_times_the_q_learning_targets_extra_segment(tmp_path, capsys, monkeypatch, argv):
-    monkeypatch.setattr(bench, "matmul_peak", lambda device, dtype, sync: 3e9)
+    monkeypatch.setattr(bench, "matmul_peak", lambda device, dtype, sync, n: 3e9)
     train.main(TINY + argv + ["--bench", "2", "--out", str(tmp_path)])
     lines = printed(capsys, "bench |")
     step_ms = float(lines[0].split("|")[4].split()[0])
@@ -95,7 +95,7 @@ def test_the_q_target_is_timed_where_the_step_calls_it(tmp_path, capsys, monkeyp
     """continue_target is timed inside 2 more optimiser steps, as supervision_step calls it on
     the batch: a target 0.2 s slower costs each step 0.2 s more."""
     from hrm import HRM
-    monkeypatch.setattr(bench, "matmul_peak", lambda device, dtype, sync: 3e9)
+    monkeypatch.setattr(bench, "matmul_peak", lambda device, dtype, sync, n: 3e9)
     seen, original = [], HRM.continue_target
 
     def slow(model, state, inputs, puzzle_ids, steps):
@@ -117,7 +117,7 @@ def test_the_q_target_is_timed_where_the_step_calls_it(tmp_path, capsys, monkeyp
 def test_a_paper_recipe_on_a_cpu_says_what_it_costs_before_it_starts(tmp_path, paper_sudoku,
                                                                       capsys, monkeypatch, model,
                                                                       steps):
-    monkeypatch.setattr(bench, "matmul_peak", lambda device, dtype, sync: 100e9)
+    monkeypatch.setattr(bench, "matmul_peak", lambda device, dtype, sync, n: 100e9)
     counts = recorded_flops(monkeypatch)
     train.main(paper_sudoku + ["--model", model, "--dry-run"])
     out = capsys.readouterr().out.splitlines()
@@ -135,7 +135,7 @@ def test_a_paper_recipe_on_a_cpu_says_what_it_costs_before_it_starts(tmp_path, p
 
 
 def test_minutes_and_bench_change_what_the_cost_counts(paper_sudoku, capsys, monkeypatch):
-    monkeypatch.setattr(bench, "matmul_peak", lambda device, dtype, sync: 100e9)
+    monkeypatch.setattr(bench, "matmul_peak", lambda device, dtype, sync, n: 100e9)
     counts = recorded_flops(monkeypatch)
     argv = paper_sudoku + ["--dry-run"]
     train.main(argv + ["--minutes", "30"])
@@ -154,7 +154,7 @@ def test_minutes_and_bench_change_what_the_cost_counts(paper_sudoku, capsys, mon
 def test_a_resumed_run_counts_the_steps_it_has_left(tmp_path, capsys, monkeypatch):
     train.main(TINY + ["--steps", "1", "--eval-every", "1", "--out", str(tmp_path)])
     monkeypatch.setattr(bench, "SLOWEST_FLOPS", 1e6)  # a device this slow: every step is long
-    monkeypatch.setattr(bench, "matmul_peak", lambda device, dtype, sync: 1e6)
+    monkeypatch.setattr(bench, "matmul_peak", lambda device, dtype, sync, n: 1e6)
     train.main(["--resume", str(tmp_path / "ckpt.pt"), "--steps", "5", "--dry-run"])
     assert ", the steps left (4 steps) about " in printed(capsys, "cost here")[0]
 
@@ -171,7 +171,7 @@ def test_a_long_run_starts_with_its_heartbeat(tmp_path, capsys, monkeypatch):
     """On a device this slow (1 MFLOP/s) even the tiny model's step is long: the run says so, and
     trains with the heartbeat on, projected at the step's FLOPs over EFFICIENCY of that speed."""
     monkeypatch.setattr(bench, "SLOWEST_FLOPS", 1e6)
-    monkeypatch.setattr(bench, "matmul_peak", lambda device, dtype, sync: 1e6)
+    monkeypatch.setattr(bench, "matmul_peak", lambda device, dtype, sync, n: 1e6)
     counts, beats, heartbeat = recorded_flops(monkeypatch), [], report.heartbeat
 
     def recording(run, step_s):

@@ -46,7 +46,7 @@ from lib.optim import AdamATan2, SignSGD, ema_copy, ema_update
 from lib.report import (Progress, banner, claim_out, fmt_time, heartbeat, plot_curves, write_json,
                         write_results)
 from lib.scaling import check_memory, eval_only
-from lib.threads import leave_busy_cores
+from lib.cpu import keep_freed_memory, leave_busy_cores
 from trm import TRM, TRMConfig
 
 MODELS = {"trm": (TRM, TRMConfig), "hrm": (HRM, HRMConfig)}
@@ -317,6 +317,8 @@ def setup_device(cfg: dict):
     check_device(cfg["device"])
     cfg["device"] = cfg["device"] or ("cuda" if torch.cuda.is_available() else
                                       "mps" if torch.backends.mps.is_available() else "cpu")
+    if cfg["device"] == "cpu":
+        keep_freed_memory()
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
     elif cfg["device"] == "cpu":

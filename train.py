@@ -369,6 +369,17 @@ def model_config(cfg: dict, train) -> tuple:
                          **{k: cfg[k] for k in RECURSION[cfg["model"]]})
 
 
+def sized_model(cfg: dict):
+    """The run's model on the meta device (sizes, no weights) before its data is loaded: the data's
+    sizes are the task's (data.TASKS), or the checkpoint's for --resume and --official."""
+    spec = data.TASKS[cfg["task"]]
+    sizes = cfg.get("model_config") or dict(vocab_size=spec["vocab"],
+                                            seq_len=math.prod(spec["grid"]), num_puzzle_ids=1)
+    Model, mcfg = model_config(cfg, SimpleNamespace(**sizes))
+    with torch.device("meta"):
+        return Model(mcfg)
+
+
 def build_run(cfg: dict, device, autocast, train, test, log_file) -> Run:
     """The model, its EMA copy, the two optimisers and an empty carry."""
     Model, mcfg = model_config(cfg, train)
@@ -507,13 +518,14 @@ def main(argv=None):
     if not parallel.is_main():  # under torchrun rank 0 speaks for all and writes every file
         sys.stdout = open(os.devnull, "w")
     with claim_out(cfg["out"]) if parallel.is_main() else open(os.devnull, "w") as log_file:
+        # a run that is long on this machine says so first, before its data is made
+        step_s = say_cost(cfg, sized_model(cfg), device, probes, log_file)
         with parallel.main_first():  # rank 0 downloads or generates, the others read its cache
             train, test = load_data(cfg, log_file)
         run = build_run(cfg, device, autocast, train, test, log_file)
         for line in banner(run.cfg, run.train, run.test, run.device):
             print(line)
             log_file.write(line + "\n")
-        step_s = say_cost(run, probes)  # a run that is long on this machine says so first
         if cfg["dry_run"]:
             return None
         if cfg["resume"]:

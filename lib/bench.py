@@ -81,17 +81,17 @@ def rate(flops: float) -> str:
     return f"{flops / 1e12:.3g} TFLOP/s" if flops >= 1e12 else f"{flops / 1e9:.3g} GFLOP/s"
 
 
-def say_cost(run, probes: dict) -> float | None:
-    """Before a training run (also --dry-run and --bench) that is long on this machine, print
-    and log one line: what it is and what it will cost here, from the FLOP count and the probed
+def say_cost(cfg: dict, model, device, probes: dict, log_file) -> float | None:
+    """Before a training run (also --dry-run and --bench) that is long on this machine, and
+    before its data is loaded, print and log one line: what it is and what it will cost here,
+    from the FLOP count of `model` (its sizes: it may live on the meta device) and the probed
     matmul peak (at EFFICIENCY of it), one step and the whole run, and the small task that shows
     the same in minutes. Returns the projected seconds of one step; None, silently, for a short
     run and for --eval-only and --solve, which train nothing."""
-    cfg = run.cfg
-    if cfg["eval_only"]:
+    if cfg["eval_only"] or cfg.get("solve"):
         return None
     ranks = parallel.world()  # under torchrun each rank runs its share of the slots at once
-    flops = flops_per_step(run.model, cfg["batch_size"] // ranks)
+    flops = flops_per_step(model, cfg["batch_size"] // ranks)
     if cfg["bench"]:
         steps, what = 3 + cfg["bench"], f"--bench {cfg['bench']} with its 3 warm-up steps"
     else:
@@ -104,7 +104,7 @@ def say_cost(run, probes: dict) -> float | None:
 
     if not long(SLOWEST_FLOPS):
         return None
-    peak = matmul_peak(run.device, cfg["dtype"], probes["sync"], probes["matmul_size"])
+    peak = matmul_peak(device, cfg["dtype"], probes["sync"], probes["matmul_size"])
     if not long(EFFICIENCY * peak):
         return None
     step_s = flops / (EFFICIENCY * peak)
@@ -118,11 +118,11 @@ def say_cost(run, probes: dict) -> float | None:
     hint = f" | the same in minutes on this machine: --task {small}" if small != cfg["task"] else ""
     line = (f"cost here | {cfg['model']} ({cfg['net']}) on {cfg['task']}, batch "
             f"{cfg['batch_size']}: {per_step}; a matmul runs at {rate(peak)} on "
-            f"{device_words(run.device, probes['name'])}, and at {EFFICIENCY:.0%} of that one "
+            f"{device_words(device, probes['name'])}, and at {EFFICIENCY:.0%} of that one "
             f"step takes about {fmt_duration(step_s)}, {what} ({steps:,} steps) about "
             f"{fmt_duration(step_s * steps)}{cut}{hint}")
     print(line)
-    run.log_file.write(line + "\n")
+    log_file.write(line + "\n")
     return step_s
 
 

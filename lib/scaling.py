@@ -39,7 +39,7 @@ import trm
 from lib import parallel
 from lib.config import fail
 from lib.evaluate import majority, run_on_test
-from lib.report import plot_fixed_point, plot_recursion_scaling, plot_scaling
+from lib.report import fmt_time, plot_fixed_point, plot_recursion_scaling, plot_scaling
 
 SELECTIONS = ("q", "first", "vote", "residual")
 
@@ -72,7 +72,8 @@ def select(run: dict, rule: str, k: int) -> tuple:
 
 
 def test_time_scaling(model, test, cfg: dict, counts: list, autocast=nullcontext(),
-                      trajectories=(1,), noise: float = 0.0, rules=SELECTIONS) -> list:
+                      trajectories=(1,), noise: float = 0.0, rules=SELECTIONS,
+                      say=lambda line: None) -> list:
     """Accuracy against test-time compute, one row per (mode, step count, trajectories).
 
     One deterministic pass to max(counts) steps (more than training's N_sup if asked) gives the
@@ -83,7 +84,8 @@ def test_time_scaling(model, test, cfg: dict, counts: list, autocast=nullcontext
     each K asked for is scored on its first K trajectories (K independent noisy trajectories,
     whatever the others did) under every rule in `rules` and the oracle: net calls count K
     trajectories, wall_s is the time of the pass that ran them all. ARC: the rows of the largest
-    K (and of one trajectory) also carry pass@1 and pass@2 of the voted answers."""
+    K (and of one trajectory) also carry pass@1 and pass@2 of the voted answers. `say` gets one
+    line per pass: its puzzles/s and trajectory-steps/s."""
     steps, calls, table = max(counts), model.net_calls(), []
     widths = sorted({K for K in trajectories if K > 1})
     for K, sigma in [(1, 0.0)] + ([(widths[-1], noise)] if widths else []):
@@ -91,6 +93,9 @@ def test_time_scaling(model, test, cfg: dict, counts: list, autocast=nullcontext
         t0 = time.time()
         run = run_on_test(model, test, cfg, steps, cfg["eval_limit"], votes, autocast, K, sigma)
         wall, num = time.time() - t0, len(run["exact"])
+        say(f"pass | {num:,} puzzles x {K} trajector{'y' if K == 1 else 'ies'} x {steps} steps"
+            f"{f', noise {sigma:g}' * bool(sigma)} in {fmt_time(wall)} | {num / wall:,.1f} "
+            f"puzzles/s | {num * K * steps / wall:,.0f} trajectory-steps/s")
         for width in [1] if K == 1 else widths:
             first = {key: v[:, :width] for key, v in run.items() if key != "cell"}
             for k in sorted(counts):
@@ -196,7 +201,7 @@ def eval_only(run) -> list:
     trajectories = [int(k) for k in str(cfg.get("trajectories") or 1).split(",")]
     rules = SELECTIONS if cfg.get("select") in (None, "all") else (cfg["select"],)
     table = test_time_scaling(run.eval_fn, run.test, cfg, counts, run.autocast, trajectories,
-                              cfg.get("noise") or 0.0, rules)
+                              cfg.get("noise") or 0.0, rules, say=print)
     if parallel.is_main():
         title = f"{cfg['model']} on {cfg['task']}, step {run.step}" + \
             " (GENERATED data)" * run.train.generated

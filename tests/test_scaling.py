@@ -194,9 +194,17 @@ def test_adaptive_halting_returns_the_answer_at_the_first_halt():
 
 def test_every_row_counts_its_net_calls():
     test = THREE
+    said = []
     table = scaling.test_time_scaling(Scripted(), test, {**CFG, "eval_batch_size": 2}, [1, 4],
-                                      trajectories=[1, 3])
+                                      trajectories=[1, 3], say=said.append)
     rows = {(r["mode"], r["steps"], r["trajectories"]): r for r in table}
+    # one line per pass, its speed in puzzles and in trajectory-steps (3 puzzles, 4 steps)
+    assert [line.split(" in ")[0] for line in said] == [
+        "pass | 3 puzzles x 1 trajectory x 4 steps", "pass | 3 puzzles x 3 trajectories x 4 steps"]
+    for line, K in zip(said, (1, 3)):
+        puzzles_s, steps_s = (float(part.split()[0].replace(",", ""))
+                              for part in line.split(" | ")[2:])
+        assert steps_s == pytest.approx(puzzles_s * K * 4, rel=0.01, abs=1)
     for k in (1, 4):
         assert rows["fixed", k, 1]["net_calls"] == k * 5
         assert rows["q", k, 3]["net_calls"] == k * 3 * 5 and rows["oracle", k, 3]["net_calls"] == \

@@ -38,6 +38,8 @@ changed.
 What this file does differently from the official code, each at its `# deviation:` comment:
 - the puzzle embedding is a parameter with a sparse gradient, not a buffer with a per-sample copy;
   the summed gradient SignSGD consumes is the same (HRM.__init__);
+- SwiGLU multiplies by the two halves of its gate/up weight instead of splitting one product:
+  the same products and weights, a cheaper backward (SwiGLU.forward);
 - TRM's MLP-t mixer is offered besides attention (HRMConfig.mlp_t), so that the two models can be
   compared with the same mixer on small tasks.
 Not in the official code, and off by default: grad_window.
@@ -147,9 +149,9 @@ class SwiGLU(nn.Module):
         self.down_proj = Linear(inter, d)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        # two matmuls on the halves of the weight, rather than one and a split of its output: the
-        # backward of that split joins two (..., inter) gradients in a fresh tensor, 3-10% of a
-        # small CPU training step (docs/profile.md)
+        # deviation: two matmuls on the halves of the weight, where the official code splits the
+        # output of one: the same products and weights, but the backward of that split joins two
+        # (..., inter) gradients in a fresh tensor, 2-11% of a small CPU step (docs/profile.md)
         gate_w, up_w = self.gate_up_proj.weight.chunk(2)  # (inter, d) each
         return self.down_proj(F.silu(F.linear(h, gate_w)) * F.linear(h, up_w))
 

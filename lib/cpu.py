@@ -50,9 +50,9 @@ def keep_freed_memory(limit: int = 1 << 30):
     size, rather than give them back to the kernel. By default a block over 128 KiB (a threshold
     that rises with the blocks freed, to 32 MiB at most) is mapped fresh for every tensor and
     unmapped when freed, so each training step faults its pages in again and the kernel zeroes
-    them: 46,000-58,000 page faults and 18% of an HRM sudoku6 step
-    (337-349 ms with them, 280-290 without; docs/profile.md). The peak memory stays the same.
-    Only on Linux (musl's mallopt does nothing)."""
+    them: 46,000-58,000 page faults and 17% of an HRM sudoku6 step on a CPU (337-349 ms with
+    them, 280-290 without; docs/profile.md). The peak memory stays the same. Only on Linux
+    (musl's mallopt does nothing)."""
     if sys.platform.startswith("linux"):
         mallopt = ctypes.CDLL(None).mallopt
         M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 import data
 from hrm import HRM, HRMConfig
 from lib import checkpoint, config, official, parallel
-from lib.bench import bench, say_cost
+from lib.bench import bench, check_step_memory, say_cost
 from lib.config import RECURSION, fail, resolve_config
 from lib.evaluate import eval_line, evaluate, solve_mode
 from lib.optim import AdamATan2, SignSGD, ema_copy, ema_update
@@ -528,6 +528,8 @@ def main(argv=None):
             log_file.write(line + "\n")
         if cfg["dry_run"]:
             return None
+        if step_s:  # a long run: can a micro-batch hold what its backward needs?
+            check_step_memory(run, supervision_step, *probes["total"])
         if cfg["resume"]:
             rng = checkpoint.load(run, cfg["resume"])
             if rng is not None:  # this rank's random state, to go on as if never stopped

@@ -2,7 +2,7 @@
 hardware's peak, from an analytical FLOP count: model FLOP utilisation (MFU) against a GPU's data
 sheet, and on every device the share of the speed a plain matmul reaches there (matmul_peak, the
 only peak a CPU has). And before any run: what it will cost on this machine, when that is long
-(say_cost)."""
+(say_cost), and then whether a micro-batch can hold what its backward keeps (check_step_memory)."""
 import math
 import time
 
@@ -10,7 +10,7 @@ import torch
 
 import data
 from lib import parallel
-from lib.config import read_checkpoint
+from lib.config import fail, read_checkpoint
 from lib.evaluate import evaluate
 from lib.report import fmt_duration, fmt_time
 
@@ -124,6 +124,56 @@ def say_cost(cfg: dict, model, device, probes: dict, log_file) -> float | None:
     print(line)
     log_file.write(line + "\n")
     return step_s
+
+
+def saved_bytes_per_slot(run, supervision_step, slots: int = 1) -> float:
+    """Bytes of the tensors autograd keeps for the backward of a slot's supervision step (the
+    weights and buffers not counted): the forward of the first `slots` slots of the run's first
+    batch, divided by their number; in eval mode, so that halting draws nothing from the run's
+    random state."""
+    model, saved = run.model, {}
+    inputs, labels, ids = (t.to(run.device) for t in run.train.batch(0, slots, run.cfg["seed"],
+                                                                      False))
+
+    def keep(t: torch.Tensor) -> torch.Tensor:
+        if t.layout == torch.strided:  # views of one tensor share its storage: counted once
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    fixed = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
+    model.eval()
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t), run.autocast:
+        supervision_step(model, parallel.slots(run.carry, slice(0, slots)), inputs, labels, ids)
+    model.train()
+    return sum(n for ptr, n in saved.items() if ptr not in fixed) / slots
+
+
+# A step's peak memory over the tensors autograd keeps for its backward, per slot: 1.3-1.5 on a
+# CPU for the papers' presets (docs/profile.md); the rest is the backward's gradients and the
+# forward's passing tensors
+PEAK_OVER_SAVED = 1.5
+
+
+def check_step_memory(run, supervision_step, have: int, whose: str):
+    """Refuse, before the first step of a long run, a micro-batch whose slots cannot even hold the
+    tensors autograd keeps for their backward (saved_bytes_per_slot times its slots, more than
+    `have` bytes): such a run would run out of memory (or into swap) for certain, after minutes or
+    hours, and on a CPU without a word (the kernel stops it). The line names the --grad-accum
+    whose micro-batches fit at PEAK_OVER_SAVED times their saved tensors in 80% of the memory."""
+    cfg, ranks = run.cfg, parallel.world()
+    mine = cfg["batch_size"] // ranks  # this rank's slots, in grad_accum micro-batches
+    per_slot = saved_bytes_per_slot(run, supervision_step)
+    slots = mine // cfg["grad_accum"]
+    if slots * per_slot <= have:
+        return
+    fits = [a for a in range(1, mine + 1)
+            if mine % a == 0 and mine // a * per_slot * PEAK_OVER_SAVED <= 0.8 * have]
+    fix = f"run with --grad-accum {fits[0]} ({mine // fits[0]} slots per micro-batch; the same " \
+        f"training, in smaller pieces)" if fits else "one slot alone does not fit: use a " \
+        "smaller model or a machine with more memory"
+    fail(f"one micro-batch of {slots:,} slots keeps at least {slots * per_slot / 2**30:,.1f} GiB "
+         f"for its backward ({per_slot / 2**20:,.0f} MiB per slot, measured on one), more than "
+         f"{whose} {have / 2**30:,.0f} GiB: {fix}")
 
 
 def q_target_seconds(run, train_step, sync) -> float:

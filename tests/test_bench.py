@@ -2,8 +2,10 @@
 share of it, the Q-learning target's own time, the one line a long run prints before it starts,
 and the heartbeat of a slow first step (lib/report.py)."""
 
+import io
 import itertools
 import math
+import re
 import time
 import types
 
@@ -193,3 +195,58 @@ def test_the_heartbeat_beats_until_the_first_step_is_done(capsys):
     assert 1 <= len(beats) <= 4 and not capsys.readouterr().out
     assert beats[0] == "step 42 running | 0m00s so far of about 2h00m"
 
+
+
+# -----------------------------------------------------------------------------
+# what a micro-batch needs in memory, told before the first step of a long run
+
+def tiny_run(out, *flags):
+    cfg = train.resolve_config(TINY + list(flags) + ["--out", str(out)])
+    device, autocast = train.setup_device(cfg)
+    return train.build_run(cfg, device, autocast, *train.load_data(cfg, io.StringIO()),
+                           io.StringIO())
+
+
+def test_the_saved_bytes_are_what_the_backward_keeps_per_slot(tmp_path):
+    """They grow with the slots and with the net calls that back-propagate, and measuring them
+    leaves the run as it was: its random state, its train mode, its carry."""
+    run = tiny_run(tmp_path / "a", "--T", "2", "--n", "2")
+    rng, carry = torch.get_rng_state(), {k: v for k, v in run.carry.items()}
+    one = bench.saved_bytes_per_slot(run, train.supervision_step)
+    assert torch.equal(torch.get_rng_state(), rng) and run.model.training
+    assert all(run.carry[k] is v for k, v in carry.items())
+    assert bench.saved_bytes_per_slot(run, train.supervision_step, slots=4) == \
+        pytest.approx(one, rel=0.02)
+    # back-propagating through all T(n+1) = 6 net calls, not the last n+1 = 3, keeps about twice
+    # as much (the heads and the loss keep the same in both)
+    full = tiny_run(tmp_path / "b", "--T", "2", "--n", "2", "--grad-window", "6")
+    assert bench.saved_bytes_per_slot(full, train.supervision_step) / one == \
+        pytest.approx(2, rel=0.1)
+
+
+def test_a_micro_batch_too_big_for_the_memory_is_refused_with_the_grad_accum_that_fits(
+        paper_sudoku, monkeypatch):
+    """On a machine with 4 GiB the paper's Sudoku recipe (768 slots in one micro-batch) is refused
+    before its first step, and the line names the fewest micro-batches that fit."""
+    monkeypatch.setattr(bench, "matmul_peak", lambda device, dtype, sync, n: 100e9)  # a long run
+    probes = train.device_probes
+    monkeypatch.setattr(train, "device_probes",
+                        lambda device: {**probes(device), "total": (4 * 2**30, "this machine's")})
+
+    def trained(*args):
+        raise AssertionError("the run started")
+    monkeypatch.setattr(train, "train_loop", trained)
+    with pytest.raises(SystemExit) as stop:
+        train.main(paper_sudoku)
+    found = re.fullmatch(r"train.py: error: one micro-batch of 768 slots keeps at least ([\d.]+) "
+                         r"GiB for its backward \(([\d,]+) MiB per slot, measured on one\), more "
+                         r"than this machine's 4 GiB: run with --grad-accum (\d+) \((\d+) slots "
+                         r"per micro-batch; the same training, in smaller pieces\)",
+                         str(stop.value))
+    per_slot, accum, slots = float(found[2]), int(found[3]), int(found[4])
+    assert float(found[1]) == pytest.approx(768 * per_slot / 1024, rel=0.01)
+    assert 768 * per_slot > 4096  # what it keeps is more than the memory
+    assert slots == 768 // accum
+    budget = 0.8 * 4096 / bench.PEAK_OVER_SAVED  # MiB of saved tensors a micro-batch may keep
+    fewer = max(a for a in range(1, accum) if 768 % a == 0)  # the next larger micro-batch
+    assert slots * per_slot <= budget * 1.01 and 768 // fewer * per_slot > budget * 0.99

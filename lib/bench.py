@@ -126,11 +126,10 @@ def say_cost(cfg: dict, model, device, probes: dict, log_file) -> float | None:
     return step_s
 
 
-def saved_bytes_per_slot(run, supervision_step, slots: int = 1) -> float:
-    """Bytes of the tensors autograd keeps for the backward of a slot's supervision step (the
-    weights and buffers not counted): the forward of the first `slots` slots of the run's first
-    batch, divided by their number; in eval mode, so that halting draws nothing from the run's
-    random state."""
+def saved_bytes(run, supervision_step, slots: int) -> int:
+    """Bytes of the tensors autograd keeps for the backward of the supervision step of the first
+    `slots` slots of the run's first batch (the weights and buffers not counted); the forward runs
+    in eval mode, so that halting draws nothing from the run's random state."""
     model, saved = run.model, {}
     inputs, labels, ids = (t.to(run.device) for t in run.train.batch(0, slots, run.cfg["seed"],
                                                                       False))
@@ -145,10 +144,10 @@ def saved_bytes_per_slot(run, supervision_step, slots: int = 1) -> float:
     with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t), run.autocast:
         supervision_step(model, parallel.slots(run.carry, slice(0, slots)), inputs, labels, ids)
     model.train()
-    return sum(n for ptr, n in saved.items() if ptr not in fixed) / slots
+    return sum(n for ptr, n in saved.items() if ptr not in fixed)
 
 
-# A step's peak memory over the tensors autograd keeps for its backward, per slot: 1.3-1.5 on a
+# A step's peak memory over the tensors autograd keeps for its backward, per slot: 1.2-1.5 on a
 # CPU for the papers' presets (docs/profile.md); the rest is the backward's gradients and the
 # forward's passing tensors
 PEAK_OVER_SAVED = 1.5
@@ -156,13 +155,15 @@ PEAK_OVER_SAVED = 1.5
 
 def check_step_memory(run, supervision_step, have: int, whose: str):
     """Refuse, before the first step of a long run, a micro-batch whose slots cannot even hold the
-    tensors autograd keeps for their backward (saved_bytes_per_slot times its slots, more than
-    `have` bytes): such a run would run out of memory (or into swap) for certain, after minutes or
+    tensors autograd keeps for their backward (what one more slot adds to saved_bytes, times its
+    slots, more than `have` bytes; the difference leaves out what does not grow with the slots,
+    such as autocast's copies of the weights): such a run would run out of memory (or into swap) for certain, after minutes or
     hours, and on a CPU without a word (the kernel stops it). The line names the --grad-accum
     whose micro-batches fit at PEAK_OVER_SAVED times their saved tensors in 80% of the memory."""
     cfg, ranks = run.cfg, parallel.world()
     mine = cfg["batch_size"] // ranks  # this rank's slots, in grad_accum micro-batches
-    per_slot = saved_bytes_per_slot(run, supervision_step)
+    # from 2 to 3 slots, not from 1: with one slot some tensors are views that need no copy
+    per_slot = saved_bytes(run, supervision_step, 3) - saved_bytes(run, supervision_step, 2)
     slots = mine // cfg["grad_accum"]
     if slots * per_slot <= have:
         return
@@ -172,7 +173,7 @@ def check_step_memory(run, supervision_step, have: int, whose: str):
         f"training, in smaller pieces)" if fits else "one slot alone does not fit: use a " \
         "smaller model or a machine with more memory"
     fail(f"one micro-batch of {slots:,} slots keeps at least {slots * per_slot / 2**30:,.1f} GiB "
-         f"for its backward ({per_slot / 2**20:,.0f} MiB per slot, measured on one), more than "
+         f"for its backward ({per_slot / 2**20:,.0f} MiB per slot, measured), more than "
          f"{whose} {have / 2**30:,.0f} GiB: {fix}")
 
 

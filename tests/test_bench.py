@@ -208,20 +208,21 @@ def tiny_run(out, *flags):
 
 
 def test_the_saved_bytes_are_what_the_backward_keeps_per_slot(tmp_path):
-    """They grow with the slots and with the net calls that back-propagate, and measuring them
-    leaves the run as it was: its random state, its train mode, its carry."""
+    """Each slot adds the same, more when more net calls back-propagate, and measuring leaves the
+    run as it was: its random state, its train mode, its carry."""
     run = tiny_run(tmp_path / "a", "--T", "2", "--n", "2")
     rng, carry = torch.get_rng_state(), {k: v for k, v in run.carry.items()}
-    one = bench.saved_bytes_per_slot(run, train.supervision_step)
+    saved = [bench.saved_bytes(run, train.supervision_step, k) for k in (2, 3, 4)]
     assert torch.equal(torch.get_rng_state(), rng) and run.model.training
     assert all(run.carry[k] is v for k, v in carry.items())
-    assert bench.saved_bytes_per_slot(run, train.supervision_step, slots=4) == \
-        pytest.approx(one, rel=0.02)
+    per_slot = saved[1] - saved[0]  # the loss keeps a few bytes per labelled cell: puzzles differ
+    assert per_slot > 0 and saved[2] - saved[1] == pytest.approx(per_slot, rel=0.03)
     # back-propagating through all T(n+1) = 6 net calls, not the last n+1 = 3, keeps about twice
-    # as much (the heads and the loss keep the same in both)
+    # as much per slot
     full = tiny_run(tmp_path / "b", "--T", "2", "--n", "2", "--grad-window", "6")
-    assert bench.saved_bytes_per_slot(full, train.supervision_step) / one == \
-        pytest.approx(2, rel=0.1)
+    full_per_slot = bench.saved_bytes(full, train.supervision_step, 3) - \
+        bench.saved_bytes(full, train.supervision_step, 2)
+    assert full_per_slot / per_slot == pytest.approx(2, rel=0.1)
 
 
 def test_a_micro_batch_too_big_for_the_memory_is_refused_with_the_grad_accum_that_fits(
@@ -239,7 +240,7 @@ def test_a_micro_batch_too_big_for_the_memory_is_refused_with_the_grad_accum_tha
     with pytest.raises(SystemExit) as stop:
         train.main(paper_sudoku)
     found = re.fullmatch(r"train.py: error: one micro-batch of 768 slots keeps at least ([\d.]+) "
-                         r"GiB for its backward \(([\d,]+) MiB per slot, measured on one\), more "
+                         r"GiB for its backward \(([\d,]+) MiB per slot, measured\), more "
                          r"than this machine's 4 GiB: run with --grad-accum (\d+) \((\d+) slots "
                          r"per micro-batch; the same training, in smaller pieces\)",
                          str(stop.value))

@@ -157,13 +157,16 @@ def check_step_memory(run, supervision_step, have: int, whose: str):
     """Refuse, before the first step of a long run, a micro-batch whose slots cannot even hold the
     tensors autograd keeps for their backward (what one more slot adds to saved_bytes, times its
     slots, more than `have` bytes; the difference leaves out what does not grow with the slots,
-    such as autocast's copies of the weights): such a run would run out of memory (or into swap) for certain, after minutes or
-    hours, and on a CPU without a word (the kernel stops it). The line names the --grad-accum
-    whose micro-batches fit at PEAK_OVER_SAVED times their saved tensors in 80% of the memory."""
+    such as autocast's copies of the weights): such a run would run out of memory (or into swap)
+    for certain, after minutes or hours, and on a CPU without a word (the kernel stops it). The
+    line names the --grad-accum whose micro-batches fit at PEAK_OVER_SAVED times their saved
+    tensors in 80% of the memory."""
     cfg, ranks = run.cfg, parallel.world()
     mine = cfg["batch_size"] // ranks  # this rank's slots, in grad_accum micro-batches
     # from 2 to 3 slots, not from 1: with one slot some tensors are views that need no copy
-    per_slot = saved_bytes(run, supervision_step, 3) - saved_bytes(run, supervision_step, 2)
+    k = min(3, mine)
+    per_slot = saved_bytes(run, supervision_step, k) - \
+        (saved_bytes(run, supervision_step, k - 1) if k > 1 else 0)
     slots = mine // cfg["grad_accum"]
     if slots * per_slot <= have:
         return

@@ -251,3 +251,18 @@ def test_a_micro_batch_too_big_for_the_memory_is_refused_with_the_grad_accum_tha
     budget = 0.8 * 4096 / bench.PEAK_OVER_SAVED  # MiB of saved tensors a micro-batch may keep
     fewer = max(a for a in range(1, accum) if 768 % a == 0)  # the next larger micro-batch
     assert slots * per_slot <= budget * 1.01 and 768 // fewer * per_slot > budget * 0.99
+
+
+def test_a_model_whose_one_slot_does_not_fit_is_refused_with_no_grad_accum(tmp_path,
+                                                                           monkeypatch):
+    """With two slots (measured from one to two) and memory for none, no --grad-accum helps."""
+    monkeypatch.setattr(bench, "SLOWEST_FLOPS", 1e6)  # a device this slow: the run is long
+    monkeypatch.setattr(bench, "matmul_peak", lambda device, dtype, sync, n: 1e6)
+    probes = train.device_probes
+    monkeypatch.setattr(train, "device_probes",
+                        lambda device: {**probes(device), "total": (2**20, "this machine's")})
+    with pytest.raises(SystemExit) as stop:
+        train.main(TINY + ["--batch-size", "2", "--steps", "1", "--out", str(tmp_path)])
+    assert str(stop.value).startswith("train.py: error: one micro-batch of 2 slots keeps at least")
+    assert str(stop.value).endswith("more than this machine's 0 GiB: one slot alone does not fit: "
+                                    "use a smaller model or a machine with more memory")

@@ -1,4 +1,4 @@
-"""Test-time compute (lib/scaling.py): trajectories, noise, the selection rules and their compute."""
+"""Test-time compute (lib/scaling.py): trajectories, noise, the selection rules, their compute."""
 import pytest
 import torch
 

@@ -31,25 +31,21 @@ import sys
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
-from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 
 import data
-from hrm import HRM, HRMConfig
 from lib import checkpoint, config, official, parallel
 from lib.bench import bench, check_step_memory, say_cost
-from lib.config import RECURSION, fail, resolve_config
+from lib.config import fail, model_config, resolve_config, sized_config
+from lib.cpu import keep_freed_memory, leave_busy_cores
 from lib.evaluate import eval_line, evaluate, solve_mode
 from lib.optim import AdamATan2, SignSGD, ema_copy, ema_update
 from lib.report import (Progress, banner, claim_out, fmt_time, heartbeat, plot_curves, write_json,
                         write_results)
 from lib.scaling import check_memory, eval_only
-from lib.cpu import keep_freed_memory, leave_busy_cores
-from trm import TRM, TRMConfig
 
-MODELS = {"trm": (TRM, TRMConfig), "hrm": (HRM, HRMConfig)}
 config.parser.description = __doc__  # --help starts with the usage above
 
 
@@ -352,34 +348,6 @@ def restore_random_state(device, rng: dict):
         torch.cuda.set_rng_state(rng["cuda"])
 
 
-def model_config(cfg: dict, train) -> tuple:
-    """(model class, its config) for the run: from the flags and the training set, or with
-    --official from the checkpoint's all_config.yaml (official.prepare)."""
-    # both models offer one interface: model(state, inputs, puzzle_ids) -> (state, logits, q),
-    # initial_state, reset_state, halt, wants_to_halt, learns_continue, continue_target, max_steps,
-    # num_params, puzzle_emb (README)
-    Model, Config = MODELS[cfg["model"]]
-    if cfg.get("official"):  # the table's rows are the task's puzzle ids (ARC: the build's)
-        return Model, Config(**{**cfg["model_config"], "num_puzzle_ids": train.num_puzzle_ids})
-    return Model, Config(vocab_size=train.vocab_size, seq_len=train.seq_len,
-                         num_puzzle_ids=train.num_puzzle_ids, hidden_size=cfg["hidden"],
-                         num_heads=cfg["heads"], num_layers=cfg["layers"],
-                         mlp_t=cfg["net"] == "mlp", puzzle_emb_len=cfg["prefix_len"],
-                         halt_exploration_prob=cfg["halt_explore"],
-                         **{k: cfg[k] for k in RECURSION[cfg["model"]]})
-
-
-def sized_model(cfg: dict):
-    """The run's model on the meta device (sizes, no weights) before its data is loaded: the data's
-    sizes are the task's (data.TASKS), or the checkpoint's for --resume and --official."""
-    spec = data.TASKS[cfg["task"]]
-    sizes = cfg.get("model_config") or dict(vocab_size=spec["vocab"],
-                                            seq_len=math.prod(spec["grid"]), num_puzzle_ids=1)
-    Model, mcfg = model_config(cfg, SimpleNamespace(**sizes))
-    with torch.device("meta"):
-        return Model(mcfg)
-
-
 def build_run(cfg: dict, device, autocast, train, test, log_file) -> Run:
     """The model, its EMA copy, the two optimisers and an empty carry."""
     Model, mcfg = model_config(cfg, train)
@@ -404,16 +372,6 @@ def build_run(cfg: dict, device, autocast, train, test, log_file) -> Run:
 # -----------------------------------------------------------------------------
 # training
 
-def stop_not_finite(run: Run, progress: Progress, what: str):
-    """Stop on NaN/Inf before anything is checkpointed: every checkpoint written is finite."""
-    path = os.path.join(run.cfg["out"], "ckpt.pt")
-    kept = f"the last good checkpoint, {path}, is untouched" if os.path.exists(path) \
-        else "no checkpoint was written"
-    progress.log(f"step {run.step}: {what} (NaN/Inf). Stopping; {kept}. Try a lower --lr, or "
-                 f"--dtype fp32.")
-    sys.exit(1)
-
-
 def log_metrics(run: Run, sums: dict, t_log: float, progress: Progress):
     """Average the summed metrics since the last log line into run.history and log them; stop
     on a NaN/Inf loss before anything is checkpointed."""
@@ -421,7 +379,7 @@ def log_metrics(run: Run, sums: dict, t_log: float, progress: Progress):
     s = {k: v.item() for k, v in sums.items()}  # the only host sync of the loop
     s["loss"] /= parallel.world()  # each rank's loss is a mean over its slots
     if not math.isfinite(s["loss"]):
-        stop_not_finite(run, progress, f"the loss is {s['loss']}")
+        checkpoint.stop_not_finite(run, progress, f"the loss is {s['loss']}")
     n_log = run.step - (run.history[-1]["step"] if run.history else progress.start)
     done = max(s["halted"], 1)
     run.history.append(dict(step=run.step, loss=s["loss"] / n_log, exact=s["exact"] / done,
@@ -440,7 +398,8 @@ def evaluate_and_save(run: Run, last: bool, progress: Progress):
     cfg = run.cfg
     # the loss was checked before; the weights after the last optimiser step are checked here
     if not all(checkpoint.all_finite(m) for m in (run.model, run.ema_model)):
-        stop_not_finite(run, progress, "the weights after the last optimiser step are not finite")
+        checkpoint.stop_not_finite(run, progress,
+                                   "the weights after the last optimiser step are not finite")
     result = evaluate(run.eval_fn, run.test, cfg, 0 if last else cfg["eval_limit"], run.autocast)
     files = result.pop("files", {})  # what a task writes at each evaluation (ARC: submission.json)
     run.evals.append(dict(step=run.step, **result))
@@ -510,16 +469,16 @@ def main(argv=None):
         official.prepare(cfg)
     if cfg["resume"]:  # its weights must fit the model its config builds, told before any data
         # is loaded: the data's sizes (vocab, cells, puzzle ids) are those it was trained with
-        checkpoint.check_fits(cfg["resume"], *model_config(cfg, SimpleNamespace(
-            **cfg["model_config"])))
+        checkpoint.check_fits(cfg["resume"], *sized_config(cfg))
     device, autocast = setup_device(cfg)
     probes = device_probes(device)
     check_memory(cfg, *probes["total"])
     if not parallel.is_main():  # under torchrun rank 0 speaks for all and writes every file
         sys.stdout = open(os.devnull, "w")
     with claim_out(cfg["out"]) if parallel.is_main() else open(os.devnull, "w") as log_file:
-        # a run that is long on this machine says so first, before its data is made
-        step_s = say_cost(cfg, sized_model(cfg), device, probes, log_file)
+        Model, mcfg = sized_config(cfg)
+        with torch.device("meta"):  # sizes, no weights: a run that is long here says so first
+            step_s = say_cost(cfg, Model(mcfg), device, probes, log_file)
         with parallel.main_first():  # rank 0 downloads or generates, the others read its cache
             train, test = load_data(cfg, log_file)
         run = build_run(cfg, device, autocast, train, test, log_file)

@@ -2,6 +2,7 @@
 step, the carry of every rank, every rank's random state, logs). `run` is train.py's Run."""
 import contextlib
 import os
+import sys
 
 import torch
 
@@ -47,6 +48,16 @@ def all_finite(module) -> bool:
     """No NaN or Inf in the module's weights: what train.py checks before every save."""
     return all(torch.isfinite(t).all() for t in module.state_dict().values()
                if t.is_floating_point())
+
+
+def stop_not_finite(run, progress, what: str):
+    """Stop on NaN/Inf before anything is checkpointed: every checkpoint written is finite."""
+    path = os.path.join(run.cfg["out"], "ckpt.pt")
+    kept = f"the last good checkpoint, {path}, is untouched" if os.path.exists(path) \
+        else "no checkpoint was written"
+    progress.log(f"step {run.step}: {what} (NaN/Inf). Stopping; {kept}. Try a lower --lr, or "
+                 f"--dtype fp32.")
+    sys.exit(1)
 
 
 def ema_weights(ckpt: dict) -> dict:

@@ -1,24 +1,56 @@
 """The flags of train.py, the checks of their values and the rules of --resume. The presets they
 start from are lib/presets.py (the official recipes and the small CPU tasks); preset_of() finds a
 task's, or its recipe's (data.TASKS). resolve_config() turns a command line into the one plain
-dict a run uses, and that dict is saved in every checkpoint."""
+dict a run uses, and that dict is saved in every checkpoint; model_config() turns it into the
+model's class and config."""
 import argparse
 import math
 import os
 import re
+from types import SimpleNamespace
 
 import torch
 
 import data
+from hrm import HRM, HRMConfig
 from lib import parallel
 from lib.presets import PRESETS
 from puzzles import csv_format
+from trm import TRM, TRMConfig
 
 # -----------------------------------------------------------------------------
 # each model's own settings: the recursion in its paper's symbols (careful: T means something else
 # in each paper), how much of it back-propagates, and TRM's second network (Table 1 ablation)
 RECURSION = {"trm": ("n", "T", "N_sup", "grad_window", "separate_nets", "act_continue"),
              "hrm": ("N", "T", "M_max", "grad_window")}
+MODELS = {"trm": (TRM, TRMConfig), "hrm": (HRM, HRMConfig)}
+
+
+def model_config(cfg: dict, train) -> tuple:
+    """(model class, its config) for the run: from the flags and the training set's sizes
+    (vocab_size, seq_len, num_puzzle_ids), or with --official from the checkpoint's
+    all_config.yaml (official.prepare)."""
+    # both models offer one interface: model(state, inputs, puzzle_ids) -> (state, logits, q),
+    # initial_state, reset_state, halt, wants_to_halt, learns_continue, continue_target, max_steps,
+    # num_params, puzzle_emb (README)
+    Model, Config = MODELS[cfg["model"]]
+    if cfg.get("official"):  # the table's rows are the task's puzzle ids (ARC: the build's)
+        return Model, Config(**{**cfg["model_config"], "num_puzzle_ids": train.num_puzzle_ids})
+    return Model, Config(vocab_size=train.vocab_size, seq_len=train.seq_len,
+                         num_puzzle_ids=train.num_puzzle_ids, hidden_size=cfg["hidden"],
+                         num_heads=cfg["heads"], num_layers=cfg["layers"],
+                         mlp_t=cfg["net"] == "mlp", puzzle_emb_len=cfg["prefix_len"],
+                         halt_exploration_prob=cfg["halt_explore"],
+                         **{k: cfg[k] for k in RECURSION[cfg["model"]]})
+
+
+def sized_config(cfg: dict) -> tuple:
+    """model_config before the data is loaded: the data's sizes are the task's (data.TASKS), or
+    the checkpoint's for --resume and --official."""
+    spec = data.TASKS[cfg["task"]]
+    sizes = cfg.get("model_config") or dict(vocab_size=spec["vocab"],
+                                            seq_len=math.prod(spec["grid"]), num_puzzle_ids=1)
+    return model_config(cfg, SimpleNamespace(**sizes))
 
 parser = argparse.ArgumentParser(  # train.py sets the description: its usage docstring
     prog="train.py", formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -19,7 +19,7 @@ DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 # The projection's speed: this share of the probed matmul peak. On a 2-core AMD EPYC VM
 # (docs/profile.md) the papers' presets, benched at batch 4 to 16, reach 80-85% of it, the small
-# CPU presets 40-62%. On a GPU the share is lower (on an H100 the presets ran at 23-37% of the
+# CPU presets 50-68%. On a GPU the share is lower (on an H100 the presets ran at 23-37% of the
 # data sheet's peak, docs/reproduce.md): there the projected time is a lower bound
 EFFICIENCY = 0.8
 # A run is long here when one step takes longer than LONG_STEP_S (the terminal would show nothing
@@ -183,8 +183,9 @@ def check_step_memory(run, supervision_step, have: int, whose: str):
 def q_target_seconds(run, train_step, sync) -> float:
     """Seconds per optimiser step spent in model.continue_target (HRM, TRM --act-continue),
     timed where supervision_step calls it, over run.cfg["bench"] more steps. In the step it can
-    cost more than alone on the same batch (on a CPU, HRM on sudoku6: 157-174 against 93-110 ms:
-    its fresh tensors page-fault there, docs/profile.md), so it is timed in place."""
+    cost more than alone on the same batch (on a CPU without lib/cpu.py's allocator setting, HRM
+    on sudoku6: 157-174 against 93-110 ms, its fresh tensors page-faulting; docs/profile.md), so
+    it is timed in place."""
     model, spent, target = run.model, [], run.model.continue_target
 
     def timed(*args):
